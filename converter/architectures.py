@@ -1,0 +1,64 @@
+"""Model architectures. Built with tf_keras (legacy Keras 2): on TF 2.21 it is the path on which the
+converter emits one fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM; Keras 3 crashes while full-int8
+quantising an LSTM (see docs/RESULTS.md)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+keras = tf.keras
+layers = keras.layers
+
+
+def dscnn(frames: int, bands: int, n_classes: int, width: int = 64, blocks: int = 4, dropout: float = 0.3,
+          batch_size: int | None = None) -> keras.Model:
+    """MobileNet-style: one full convolution, then depthwise-separable blocks, global average pooling."""
+    inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
+    x = layers.Conv2D(width // 2, (5, 5), strides=(2, 2), padding="same", use_bias=False)(inp)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for i in range(blocks):
+        stride = (2, 2) if i in (0, 2) else (1, 1)
+        x = layers.DepthwiseConv2D((3, 3), strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Conv2D(width, (1, 1), use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="dscnn")
+
+
+def cnn_lstm(frames: int, bands: int, n_classes: int, channels: int = 32, lstm_units: int = 64,
+             dropout: float = 0.3, batch_size: int | None = None) -> keras.Model:
+    """Compact CNN-LSTM: three conv blocks shrink frequency and time, an LSTM reads the sequence."""
+    inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
+    x = inp
+    for c, pool in ((channels, (2, 2)), (channels * 2, (2, 2)), (channels * 2, (1, 2))):
+        x = layers.Conv2D(c, (3, 3), padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(pool)(x)
+    x = layers.Conv2D(channels, (1, 1), activation="relu")(x)  # fewer features per time step
+    t, f, c = x.shape[1], x.shape[2], x.shape[3]
+    x = layers.Reshape((t, f * c))(x)
+    x = layers.LSTM(lstm_units)(x)
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="cnn_lstm")
+
+
+ARCHITECTURES = {"dscnn": dscnn, "cnn_lstm": cnn_lstm}
+
+
+def build(arch: str, frames: int, bands: int, n_classes: int, batch_size: int | None = None) -> keras.Model:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](frames, bands, n_classes, batch_size=batch_size)
