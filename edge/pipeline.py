@@ -1,0 +1,322 @@
+"""Sound in, emotion events out: streaming features, sliding windows, gate, inference, smoothing.
+
+`Pipeline.push(chunk)` takes 16 kHz float32 audio of any length and returns what happened: window
+results, state changes and `start` / `update` / `end` events. It does no I/O, so it is tested directly
+with real recordings and reused by `ser-edge run`, `analyze` and `bench`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .features import MfccStream
+from .model import Classifier
+
+
+@dataclass
+class GateSettings:
+    min_dbfs: float = -50.0
+    min_dynamic_db: float = 12.0
+    min_active_fraction: float = 0.2
+    dead_mic_s: float = 10.0
+
+
+@dataclass
+class SmoothingSettings:
+    method: str = "ema"
+    alpha: float = 0.5
+    windows: int = 3
+    threshold: float = 0.35
+    hysteresis: float = 0.1
+    min_duration_s: float = 1.0
+    end_after_s: float = 2.0
+    update_interval_s: float = 5.0
+
+
+@dataclass
+class WindowResult:
+    offset_s: float  # seconds of audio since the source started, at the window's end
+    speech: bool
+    dbfs: float
+    scores: np.ndarray | None  # raw model probabilities (None when gated out)
+    smoothed: np.ndarray | None
+    feature_ms: float = 0.0
+    inference_ms: float = 0.0
+
+
+@dataclass
+class Event:
+    type: str  # start | update | end
+    id: str
+    emotion: str
+    score: float  # smoothed score of `emotion`
+    top_score: float  # highest smoothed score seen during the event
+    start_time: float  # wall clock, seconds since the epoch
+    end_time: float | None
+    offset_s: float
+
+    def payload(self) -> dict:
+        return {"event_type": self.emotion, "type": self.type, "id": self.id, "score": round(self.score, 4),
+                "top_score": round(self.top_score, 4), "start_time": _iso(self.start_time),
+                "end_time": _iso(self.end_time) if self.end_time else None, "offset_s": round(self.offset_s, 3)}
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+
+
+@dataclass
+class Output:
+    windows: list[WindowResult] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    state_changed: bool = False
+
+
+class Gate:
+    """Speech or not, for one window: loud enough, and varying like speech rather than steady noise."""
+
+    def __init__(self, s: GateSettings):
+        self.s = s
+
+    def is_speech(self, frame_db: np.ndarray, window_dbfs: float) -> bool:
+        if window_dbfs < self.s.min_dbfs:
+            return False
+        lo, hi = np.percentile(frame_db, [10, 95])
+        if hi - lo < self.s.min_dynamic_db:
+            return False  # steady: hum, fan, constant noise
+        active = np.mean(frame_db > lo + self.s.min_dynamic_db / 2)
+        return bool(active >= self.s.min_active_fraction)
+
+
+class Smoother:
+    """Average of recent speech windows' probabilities (EMA or sliding mean)."""
+
+    def __init__(self, s: SmoothingSettings, n: int):
+        self.s, self.n = s, n
+        self.reset()
+
+    def reset(self):
+        self.value: np.ndarray | None = None
+        self.recent: deque = deque(maxlen=self.s.windows)
+
+    def update(self, p: np.ndarray) -> np.ndarray:
+        if self.s.method == "mean":
+            self.recent.append(p)
+            self.value = np.mean(self.recent, axis=0)
+        else:
+            self.value = p if self.value is None else self.s.alpha * p + (1 - self.s.alpha) * self.value
+        return self.value
+
+
+class EventTracker:
+    """Turns smoothed scores into a stable current emotion with start / update / end events.
+
+    An emotion starts after it has led with at least `threshold` for `min_duration_s`; another emotion
+    replaces it only when it leads by `hysteresis` for as long; an event ends when its score stays below
+    threshold - hysteresis for `min_duration_s`, after `end_after_s` without speech, or at the end of
+    the source.
+    """
+
+    def __init__(self, labels: list[str], s: SmoothingSettings, wall_start: float):
+        self.labels, self.s, self.wall_start = labels, s, wall_start
+        self.current: Event | None = None
+        self.candidate: tuple[int, float] | None = None  # (label index, offset it started leading)
+        self.weak_since: float | None = None
+        self.last_speech: float | None = None
+        self.last_update: float = 0.0
+
+    def _wall(self, offset: float) -> float:
+        return self.wall_start + offset
+
+    def _start(self, i: int, score: float, offset: float) -> Event:
+        self.current = Event("start", uuid.uuid4().hex[:16], self.labels[i], score, score,
+                             self._wall(offset), None, offset)
+        self.last_update = offset
+        self.weak_since = None
+        return self.current
+
+    def _end(self, offset: float, score: float | None = None) -> Event:
+        c = self.current
+        assert c is not None
+        self.current = None
+        return Event("end", c.id, c.emotion, c.score if score is None else score, c.top_score, c.start_time,
+                     self._wall(offset), offset)
+
+    def step(self, smoothed: np.ndarray | None, offset: float) -> list[Event]:
+        out: list[Event] = []
+        if smoothed is None:  # a window without speech
+            if self.current and self.last_speech is not None and offset - self.last_speech >= self.s.end_after_s:
+                out.append(self._end(offset))
+            self.candidate = None
+            return out
+        self.last_speech = offset
+        top = int(np.argmax(smoothed))
+        top_score = float(smoothed[top])
+        if self.current is None:
+            if top_score >= self.s.threshold:
+                if self.candidate is None or self.candidate[0] != top:
+                    self.candidate = (top, offset)
+                if offset - self.candidate[1] >= self.s.min_duration_s - 1e-9:
+                    out.append(self._start(top, top_score, offset))
+                    self.candidate = None
+            else:
+                self.candidate = None
+            return out
+        cur = self.labels.index(self.current.emotion)
+        cur_score = float(smoothed[cur])
+        self.current.score = cur_score
+        self.current.top_score = max(self.current.top_score, cur_score)
+        # a different emotion clearly ahead for long enough: switch
+        if top != cur and top_score >= self.s.threshold and top_score - cur_score >= self.s.hysteresis:
+            if self.candidate is None or self.candidate[0] != top:
+                self.candidate = (top, offset)
+            if offset - self.candidate[1] >= self.s.min_duration_s - 1e-9:
+                out.append(self._end(offset, cur_score))
+                out.append(self._start(top, top_score, offset))
+                self.candidate = None
+                return out
+        else:
+            self.candidate = None
+        # the current emotion fading: end
+        if cur_score < self.s.threshold - self.s.hysteresis:
+            self.weak_since = offset if self.weak_since is None else self.weak_since
+            if offset - self.weak_since >= self.s.min_duration_s - 1e-9:
+                out.append(self._end(offset, cur_score))
+                return out
+        else:
+            self.weak_since = None
+        if offset - self.last_update >= self.s.update_interval_s:
+            self.last_update = offset
+            c = self.current
+            out.append(Event("update", c.id, c.emotion, c.score, c.top_score, c.start_time, None, offset))
+        return out
+
+    def finish(self, offset: float) -> list[Event]:
+        return [self._end(offset)] if self.current else []
+
+
+class Pipeline:
+    """The processing chain for one audio stream."""
+
+    def __init__(self, classifier: Classifier, gate: GateSettings = GateSettings(),
+                 smoothing: SmoothingSettings = SmoothingSettings(), hop_s: float = 0.0,
+                 wall_start: float | None = None):
+        self.clf = classifier
+        meta = classifier.meta
+        self.cfg = meta.features
+        self.stream = MfccStream(self.cfg)
+        self.window_frames = meta.frames
+        hop = hop_s or meta.hop_s
+        self.hop_frames = max(1, int(round(hop / self.cfg.winstep)))
+        self.frames: deque = deque(maxlen=self.window_frames)  # the last window of feature frames
+        self.window_samples = int(round(meta.window_s * self.cfg.samplerate))
+        self.audio = np.zeros(0, np.float32)  # the last window of audio, for the gate's levels
+        self.since_hop = 0
+        self.gate = Gate(gate)
+        self.gate_settings = gate
+        self.smoother = Smoother(smoothing, len(meta.labels))
+        self.tracker = EventTracker(meta.labels, smoothing, time.time() if wall_start is None else wall_start)
+        self.samples = 0
+        self.last_speech = False
+        self.last_emotion: str | None = None
+        self.state: dict = {"emotion": "none", "confidence": 0.0, "scores": {}, "speech": False}
+        self.dead_samples = 0
+        self.dead_reported = False
+        self.feature_ms: deque = deque(maxlen=600)
+        self.inference_ms: deque = deque(maxlen=600)
+        self.windows_run = 0
+        self.windows_gated = 0
+
+    @property
+    def offset_s(self) -> float:
+        return self.samples / self.cfg.samplerate
+
+    def push(self, chunk: np.ndarray) -> Output:
+        """Feed audio; returns the windows evaluated and the events that resulted."""
+        out = Output()
+        chunk = np.asarray(chunk, np.float32).ravel()
+        if chunk.size == 0:
+            return out
+        self._check_dead(chunk)
+        self.audio = np.concatenate((self.audio, chunk))[-self.window_samples :]
+        t0 = time.perf_counter()
+        feats = self.stream.push(chunk)
+        self.feature_ms.append((time.perf_counter() - t0) * 1000)
+        frames_before = self.stream.frames_emitted - feats.shape[0]
+        for k, row in enumerate(feats):
+            self.frames.append(row)
+            self.since_hop += 1
+            if len(self.frames) == self.window_frames and self.since_hop >= self.hop_frames:
+                self.since_hop = 0
+                # the window ends at the end of this frame, in audio time
+                end_sample = (frames_before + k) * self.cfg.frame_step + self.cfg.frame_len
+                self._window(end_sample / self.cfg.samplerate, out)
+        self.samples += chunk.size
+        return out
+
+    def _levels(self) -> tuple[np.ndarray, float]:
+        """10 ms block levels (dBFS) over the last window of audio, and the window's RMS in dBFS."""
+        a = self.audio.astype(np.float64)
+        blocks = a[: a.size // 160 * 160].reshape(-1, 160)
+        block_db = 10 * np.log10(np.mean(np.square(blocks), axis=1) + 1e-12) + 3.0103
+        window_db = 10 * math.log10(float(np.mean(np.square(a))) + 1e-12) + 3.0103
+        return block_db, window_db
+
+    def _window(self, offset: float, out: Output) -> None:
+        block_db, window_db = self._levels()
+        speech = self.gate.is_speech(block_db, window_db) and not self.dead_mic
+        scores = smoothed = None
+        inf_ms = 0.0
+        if speech:
+            t0 = time.perf_counter()
+            scores = self.clf.predict(np.stack(self.frames))
+            inf_ms = (time.perf_counter() - t0) * 1000
+            self.inference_ms.append(inf_ms)
+            smoothed = self.smoother.update(scores)
+            self.windows_run += 1
+        else:
+            self.windows_gated += 1
+        out.windows.append(WindowResult(offset, speech, window_db, scores, smoothed, 0.0, inf_ms))
+        events = self.tracker.step(smoothed, offset)
+        if not speech and self.tracker.current is None:
+            self.smoother.reset()  # a new stretch of speech starts from scratch
+        out.events.extend(events)
+        self._update_state(speech, smoothed, offset, out)
+
+    def _update_state(self, speech: bool, smoothed, offset: float, out: Output) -> None:
+        emotion = self.tracker.current.emotion if self.tracker.current else "none"
+        changed = speech != self.state["speech"] or emotion != self.state["emotion"]
+        labels = self.clf.labels
+        conf = float(smoothed[labels.index(emotion)]) if (smoothed is not None and emotion != "none") else 0.0
+        self.state = {"emotion": emotion, "confidence": round(conf, 4), "speech": speech,
+                      "scores": {lab: round(float(v), 3) for lab, v in zip(labels, smoothed)} if smoothed is not None else {},
+                      "offset_s": round(offset, 3),
+                      "time": _iso(self.tracker.wall_start + offset)}
+        if changed:
+            out.state_changed = True
+
+    def finish(self) -> Output:
+        """End of the source: close any open event."""
+        out = Output()
+        out.events.extend(self.tracker.finish(self.offset_s))
+        if out.events:
+            self.state = dict(self.state, emotion="none", confidence=0.0, speech=False)
+            out.state_changed = True
+        return out
+
+    def _check_dead(self, chunk: np.ndarray) -> None:
+        if np.ptp(chunk) < 1e-7:
+            self.dead_samples += chunk.size
+        else:
+            self.dead_samples = 0
+            self.dead_reported = False
+
+    @property
+    def dead_mic(self) -> bool:
+        return self.dead_samples >= self.gate_settings.dead_mic_s * self.cfg.samplerate
