@@ -58,10 +58,12 @@ def _what_is_it(head: bytes) -> str:
     if head[:4] == b"OggS":
         return "an Ogg file"
     try:
-        head.decode("utf-8")
-        return "a text file"
+        text = head.decode("utf-8")
+        if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+            return "a text file"
     except UnicodeDecodeError:
-        return "not a RIFF/WAVE file"
+        pass
+    return "not a RIFF/WAVE file"
 
 
 def wav_info(path: str | Path) -> WavInfo:

@@ -1,0 +1,46 @@
+# The two commands of the README:  make demo  and  make test.  Both set everything up on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DEBS    := mosquitto mosquitto-clients portaudio19-dev libsndfile1 sox
+export SER_DATA ?= $(abspath ../shared/data)
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: demo test venv debs bench train install arm64-check clean
+
+demo: debs $(STAMP)
+	$(BIN)/ser-edge demo
+
+test: debs $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[audio,gpio,broker,plot,train,dev]"
+	touch $(STAMP)
+
+# Debian packages the tests need; installed only when missing and when running as root.
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; fi; \
+	fi
+
+bench: $(STAMP)
+	$(BIN)/python bench/frontend.py
+	$(BIN)/ser-edge bench --threads 1 2
+
+train: $(STAMP)
+	$(BIN)/ser-convert train --recipe default --out edge/models/default.tflite
+
+install:
+	sudo ./systemd/install.sh
+
+clean:
+	rm -rf $(VENV) runs/cache .pytest_cache

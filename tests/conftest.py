@@ -1,0 +1,102 @@
+"""Shared fixtures: the real corpora, a real mosquitto broker on a free loopback port, the CLI."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))
+SAMPLE = ROOT / "edge" / "samples" / "demo.wav"
+
+
+def need_data():
+    if not (DATA / "ravdess").is_dir():
+        pytest.skip(f"corpora not found at {DATA} (set SER_DATA)")
+    return DATA
+
+
+@pytest.fixture
+def data_dir():
+    return need_data()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mosquitto:
+    """A real mosquitto on loopback; restartable on the same port."""
+
+    def __init__(self, tmp: Path, port: int, extra_conf: str = ""):
+        self.tmp, self.port = tmp, port
+        self.conf = tmp / "mosquitto.conf"
+        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}")
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start: " + self.proc.stderr.read().decode())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+    @property
+    def url(self):
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto is not installed (make test installs it: apt-get install mosquitto)")
+    m = Mosquitto(tmp_path, free_port()).start()
+    yield m
+    m.stop()
+
+
+class Subscriber:
+    """A paho subscriber that records (topic, payload, retain) for assertions."""
+
+    def __init__(self, port, topics=("ser/#", "homeassistant/#")):
+        import paho.mqtt.client as mqtt
+
+        self.messages = []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.time_ns()}")
+        self.c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        time.sleep(0.3)
+
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+    def payloads(self, suffix):
+        import json
+
+        return [json.loads(p) for t, p, r in self.messages if t.endswith(suffix)]
+
+
+def ser_edge(*args, timeout=120, env=None, **kw):
+    """Run the ser-edge CLI as a user would (a subprocess)."""
+    e = dict(os.environ, OPENBLAS_NUM_THREADS="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=e, cwd=ROOT, **kw)
