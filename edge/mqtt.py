@@ -124,6 +124,7 @@ class Publisher:
         self.client.reconnect_delay_set(1, 30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
         self.keepalive = m["keepalive_s"]
@@ -159,6 +160,11 @@ class Publisher:
             log.warning("broker %s:%d unreachable; queueing and retrying", self.addr.host, self.addr.port)
             self._unreachable_logged = True
         self.connected.clear()
+
+    def _on_connect_fail(self, client, userdata):
+        if not self._unreachable_logged and not self.stopping.is_set():
+            log.warning("broker %s:%d unreachable; queueing and retrying", self.addr.host, self.addr.port)
+            self._unreachable_logged = True
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         self._acks.put(mid)  # handled on the drain thread (no locks shared with paho's callbacks)

@@ -37,7 +37,8 @@ class Mosquitto:
     def __init__(self, tmp: Path, port: int, extra_conf: str = ""):
         self.tmp, self.port = tmp, port
         self.conf = tmp / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}")
+        import getpass
+        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser {getpass.getuser()}\n{extra_conf}")
         self.proc = None
 
     def start(self):
@@ -74,11 +75,14 @@ def mosquitto(tmp_path):
 class Subscriber:
     """A paho subscriber that records (topic, payload, retain) for assertions."""
 
-    def __init__(self, port, topics=("ser/#", "homeassistant/#")):
+    def __init__(self, port, topics=("ser/#", "homeassistant/#"), persistent=False):
         import paho.mqtt.client as mqtt
 
         self.messages = []
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.time_ns()}")
+        # persistent: a durable session, so the broker keeps QoS 1 messages while this subscriber
+        # is disconnected (as a real integration would subscribe)
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.time_ns()}",
+                             clean_session=not persistent)
         self.c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
         self.c.connect("127.0.0.1", port)
