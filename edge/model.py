@@ -228,7 +228,7 @@ def load_interpreter_class():
     """
     import sys
 
-    if "tensorflow" in sys.modules:
+    if sys.modules.get("tensorflow") is not None:
         import tensorflow as tf
 
         return tf.lite.Interpreter, "tensorflow"

@@ -1,0 +1,108 @@
+"""Converter: corpus loaders, speaker-independent folds, augmentation, and the smoke path end to end
+(tiny subset, one epoch, int8, inspect, analyze on the edge side)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SAMPLE, ser_edge
+
+pytest.importorskip("tensorflow")
+from converter import augment  # noqa: E402
+from converter.corpora import LABELS, load_cremad, load_emodb, load_ravdess, load_savee, load_tess  # noqa: E402
+from converter.dataset import random_split, speaker_folds  # noqa: E402
+from converter.train import sample_weights  # noqa: E402
+from edge.audio import write_wav  # noqa: E402
+
+
+def make(root, names):
+    for n in names:
+        p = root / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(p, (0.1 * np.random.default_rng(0).standard_normal(1600)).astype(np.float32))
+    return root
+
+
+def test_cremad_savee_emodb_loaders_on_generated_names(tmp_path):
+    c = load_cremad(make(tmp_path / "cremad", ["1001_DFA_ANG_XX.wav", "1091_IEO_SAD_HI.wav", "1002_ITS_NEU_XX.wav",
+                                               "README.wav"]))
+    assert [(u.speaker, u.label) for u in c] == [("cremad-1001", "angry"), ("cremad-1002", "neutral"),
+                                                 ("cremad-1091", "sad")]
+    s = load_savee(make(tmp_path / "savee", ["DC_a01.wav", "JE_sa03.wav", "KL_su15.wav", "JK/n07.wav"]))
+    assert sorted((u.speaker, u.label, u.gender) for u in s) == [
+        ("savee-DC", "angry", "male"), ("savee-JE", "sad", "male"), ("savee-JK", "neutral", "male"),
+        ("savee-KL", "surprised", "male")]
+    e = load_emodb(make(tmp_path / "emodb", ["03a01Fa.wav", "08b02Wb.wav", "16a05Lc.wav", "13a07Ea.wav"]))
+    assert [(u.speaker, u.gender, u.label) for u in e] == [("emodb-03", "male", "happy"),
+                                                           ("emodb-08", "female", "angry"),
+                                                           ("emodb-13", "female", "disgust")]  # boredom skipped
+
+
+def test_ravdess_and_tess_loaders_on_the_shared_data(data_dir):
+    r = load_ravdess(data_dir / "ravdess")
+    t = load_tess(data_dir / "tess")
+    assert len(r) == 1200 and {u.label for u in r} == set(LABELS)
+    assert {u.gender for u in r if u.speaker == "ravdess-01"} == {"male"}
+    assert len(t) >= 2790 and {u.speaker for u in t} == {"tess-OAF", "tess-YAF"} and "calm" not in {u.label for u in t}
+
+
+def test_folds_are_speaker_disjoint_and_gender_balanced():
+    speakers = np.array([f"ravdess-{i:02d}" for i in range(1, 21)] * 3 + ["tess-OAF", "tess-YAF"])
+    genders = np.array([("male" if i % 2 else "female") for i in range(1, 21)] * 3 + ["female", "female"])
+    folds = speaker_folds(speakers, genders, 5, seed=0)
+    flat = [s for f in folds for s in f]
+    assert len(flat) == len(set(flat)) == 20 and not any(s.startswith("tess") for s in flat)
+    for f in folds:
+        assert sum(int(s[-2:]) % 2 for s in f) == 2  # two men, two women in each fold
+    assert folds == speaker_folds(speakers, genders, 5, seed=0)
+    tr, te = random_split(100, 0.2, 0)
+    assert len(set(tr) & set(te)) == 0 and len(te) == 20
+
+
+def test_sample_weights_balance_gender_and_class():
+    # like the shared data: men only in one corpus covering every class, women in both; one rare class
+    y = np.array([0, 1, 2, 3] * 20 + [0, 1, 2] * 100)
+    g = np.array(["male", "female"] * 40 + ["female"] * 300)
+    w = sample_weights(y, g, True)
+    assert w[g == "male"].sum() == pytest.approx(w[g == "female"].sum(), rel=0.25)
+    assert w[y == 3].sum() > 2.5 * (y == 3).mean() * w.sum()  # the rare class is up-weighted
+    assert np.allclose(sample_weights(y, g, False)[y == 3].sum(), w.sum() / 4)
+
+
+def test_augmentations_keep_length_level_and_snr():
+    rng = np.random.default_rng(0)
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.float32)
+    n = augment.add_noise(x, rng, 10.0, "pink")
+    snr = 10 * np.log10(np.mean(x**2) / np.mean((n - x) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.1)
+    assert len(augment.speed(x, 1.1)) == pytest.approx(16000 / 1.1, abs=2)
+    lp = augment.lowpass(np.random.default_rng(1).standard_normal(16000), 4000)
+    spec = np.abs(np.fft.rfft(lp)) ** 2
+    f = np.fft.rfftfreq(16000, 1 / 16000)
+    assert spec[f > 6000].mean() < 0.02 * spec[f < 3000].mean()
+    assert np.all(np.isfinite(augment.random_augment(x, rng, babble=[x])))
+
+
+@pytest.mark.slow
+def test_smoke_path_train_quantize_inspect_analyze(tmp_path, data_dir):
+    model = tmp_path / "smoke.tflite"
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "train", "--recipe", "smoke", "--run-dir",
+                        str(tmp_path / "run"), "--out", str(model), "--data", str(data_dir)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "run" / "cv.json").exists() and (tmp_path / "run" / "cv.md").exists()
+    cv = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert "speaker-independent" in cv["split"] and "int8" in cv and "float_lowpass" in cv
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "inspect", "--json", str(model)], capture_output=True,
+                       text=True, cwd=ROOT)
+    doc = json.loads(r.stdout)
+    assert doc["inputs"][0]["dtype"] == "int8" and doc["metadata"]["labels"] == LABELS
+    assert len(doc["sha256"]) == 64
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "quantize", str(model)], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout
+    r = ser_edge("analyze", "--clip", "--model", str(model), str(SAMPLE))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["windows"] > 0

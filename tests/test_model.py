@@ -1,0 +1,104 @@
+"""The shipped model file: full int8, self-describing, loadable by the oldest supported runtime, and
+bad model files refused with one clear line."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge.model import DEFAULT_MODEL, METADATA_NAME, Classifier, ModelError, ModelMetadata, read_model_file
+from conftest import ROOT, SAMPLE, ser_edge
+
+INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM"}
+# highest op versions tflite-runtime 2.14 can load (its op resolver registrations)
+MAX_VERSIONS = {"FULLY_CONNECTED": 11, "CONV_2D": 7, "DEPTHWISE_CONV_2D": 7, "SOFTMAX": 3, "MEAN": 3,
+                "UNIDIRECTIONAL_SEQUENCE_LSTM": 4, "QUANTIZE": 3, "DEQUANTIZE": 5, "RESHAPE": 1,
+                "MAX_POOL_2D": 3, "STRIDED_SLICE": 7}
+
+
+def test_default_model_is_small_full_int8_and_self_describing():
+    mf = read_model_file(DEFAULT_MODEL)
+    assert 10_000 < mf.size <= 150_000
+    assert mf.inputs[0]["dtype"] == "int8" and mf.outputs[0]["dtype"] == "int8"
+    for op in mf.ops:
+        assert not op.name.startswith(("CUSTOM:Flex", "WHILE")) and "TensorList" not in op.name
+        if op.name in INT8_OPS:
+            assert op.inputs[0] == "int8" and op.outputs == ["int8"], op
+    for name, v in mf.op_versions.items():
+        assert name in MAX_VERSIONS and v <= MAX_VERSIONS[name], (name, v)
+    meta = ModelMetadata.from_json(mf.metadata[METADATA_NAME])
+    assert meta.labels == ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    assert meta.frames == meta.features.frames_for(meta.window_s)
+    assert "training_data" in meta.extra and "recipe_hash" in meta.extra
+
+
+def test_edge_side_needs_no_tensorflow():
+    """Load and run the model in a fresh interpreter with TensorFlow, scipy and librosa made unimportable."""
+    code = ("import sys\n"
+            "for m in ('tensorflow', 'scipy', 'librosa', 'converter', 'keras'): sys.modules[m] = None\n"
+            "import edge.cli, edge.pipeline, edge.mqtt, edge.sources\n"
+            "from edge.model import Classifier\n"
+            "c = Classifier()\n"
+            "import numpy as np\n"
+            "p = c.predict(np.random.default_rng(0).standard_normal((c.meta.frames, c.meta.features.num_features)))\n"
+            "assert abs(p.sum() - 1) < 0.05, p\n"
+            "print(c.runtime)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in ("tflite_runtime", "ai_edge_litert")
+
+
+def test_analyze_clip_and_timeline():
+    r = ser_edge("analyze", "--clip", str(SAMPLE))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["file"] == str(SAMPLE) and doc["windows"] > 0 and doc["label"] in doc["scores"]
+    assert abs(sum(doc["scores"].values()) - 1) < 0.05
+    r = ser_edge("analyze", str(SAMPLE))
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(rows) > 10 and any(x["speech"] for x in rows) and any(not x["speech"] for x in rows)
+    assert all((x["label"] is None) == (not x["speech"]) for x in rows)
+
+
+def _corrupt(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def test_bad_model_files_are_refused_with_one_line(tmp_path):
+    good = DEFAULT_MODEL.read_bytes()
+    cases = {
+        "truncated.tflite": good[: len(good) // 3],
+        "text.tflite": b"this is not a model\n",
+        "empty.tflite": b"",
+        "header-only.tflite": good[:8],
+    }
+    for name, data in cases.items():
+        p = _corrupt(tmp_path, name, data)
+        with pytest.raises(ModelError, match=name):
+            Classifier(p)
+        r = ser_edge("analyze", "--model", str(p), str(SAMPLE))
+        assert r.returncode == 2, (name, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1 and name in r.stderr
+
+
+def _with_metadata(tmp_path, name, change):
+    pytest.importorskip("tensorflow")
+    from converter.quantize import embed_metadata
+
+    meta = ModelMetadata.from_json(read_model_file(DEFAULT_MODEL).metadata[METADATA_NAME])
+    change(meta)
+    p = tmp_path / name
+    p.write_bytes(embed_metadata(DEFAULT_MODEL.read_bytes(), meta))
+    return p
+
+
+def test_label_and_shape_mismatches_are_refused(tmp_path):
+    p = _with_metadata(tmp_path, "labels.tflite", lambda m: m.labels.append("bored"))
+    r = ser_edge("analyze", "--model", str(p), str(SAMPLE))
+    assert r.returncode == 2 and "9 labels in metadata but the model has 8 outputs" in r.stderr
+    p = _with_metadata(tmp_path, "shape.tflite", lambda m: setattr(m, "frames", 100))
+    r = ser_edge("analyze", "--model", str(p), str(SAMPLE))
+    assert r.returncode == 2 and "does not match the feature settings" in r.stderr
