@@ -9,7 +9,9 @@ the processing loop never blocks capture, and chunks that do not fit are dropped
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import shlex
 import subprocess
@@ -165,6 +167,23 @@ class StdinSource(Source):
             self._emit(_s16_to_float(raw), block=True)
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """PortAudio's ALSA probing prints dozens of lines to the C-level stderr; hide them."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def list_devices() -> list[dict]:
     """Input devices PyAudio sees: index, name, channels, default rate, and which rates open."""
     try:
@@ -172,7 +191,8 @@ def list_devices() -> list[dict]:
     except ImportError:
         raise SourceError("the mic source needs PyAudio: pip install 'ser-edge[audio]' "
                           "(and apt install portaudio19-dev)") from None
-    pa = pyaudio.PyAudio()
+    with quiet_stderr():
+        pa = pyaudio.PyAudio()
     try:
         out = []
         for i in range(pa.get_device_count()):
@@ -244,7 +264,8 @@ class MicSource(Source):
 
         backoff = 0.5
         while not self._stop.is_set():
-            pa = pyaudio.PyAudio()
+            with quiet_stderr():
+                pa = pyaudio.PyAudio()
             stream = None
             try:
                 stream, rate, channels, frames = self._open(pa)
