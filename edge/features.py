@@ -153,7 +153,9 @@ def framesig(signal: np.ndarray, frame_len: int, frame_step: int, window: np.nda
 
 def powspec(frames: np.ndarray, nfft: int) -> np.ndarray:
     """Power spectrum of each frame: |FFT|^2 / nfft, (frames, nfft//2 + 1)."""
-    return 1.0 / nfft * np.square(np.absolute(np.fft.rfft(frames, nfft)))
+    spec = np.fft.rfft(frames, nfft)
+    # |z|^2 as re^2 + im^2: no square root then square (equal to psf's |z|**2 within rounding)
+    return (np.square(spec.real) + np.square(spec.imag)) * (1.0 / nfft)
 
 
 def hz2mel(hz):
@@ -340,6 +342,7 @@ class MfccStream:
 
     def reset(self) -> None:
         self._pending = np.zeros(0)  # pre-emphasised samples not yet fully consumed by frames
+        self._fed: list[np.ndarray] = []  # fed but not yet computed
         self._last_sample: float | None = None
         self.samples_seen = 0
         self.frames_emitted = 0
@@ -351,19 +354,27 @@ class MfccStream:
             return np.log(feat)
         return _cepstra(feat, energy, c.numcep, c.ceplifter, c.appendEnergy)
 
-    def push(self, chunk: np.ndarray) -> np.ndarray:
+    def feed(self, chunk: np.ndarray) -> None:
+        """Take audio without computing anything yet (cheap: for many tiny chunks, call `compute()`
+        only when the frames are needed, e.g. once per analysis hop)."""
         x = np.asarray(chunk, dtype=np.float64).ravel()
         if x.size == 0:
-            return np.zeros((0, self.config.num_features))
+            return
         prev = x[0] if self._last_sample is None else self._last_sample
         emphasised = x - self.config.preemph * np.concatenate(([prev], x[:-1]))
         if self._last_sample is None:
             emphasised[0] = x[0]  # the very first sample is kept as is, as in batch
         self._last_sample = float(x[-1])
         self.samples_seen += x.size
-        buf = np.concatenate((self._pending, emphasised))
+        self._fed.append(emphasised)
+
+    def compute(self) -> np.ndarray:
+        """Features of every frame completed by the audio fed so far, (n, num_features)."""
+        if self._fed:
+            self._pending = np.concatenate([self._pending, *self._fed])
+            self._fed = []
+        buf = self._pending
         if buf.size < self._frame_len:
-            self._pending = buf
             return np.zeros((0, self.config.num_features))
         n = 1 + (buf.size - self._frame_len) // self._step
         frames = np.lib.stride_tricks.sliding_window_view(buf, self._frame_len)[: n * self._step : self._step]
@@ -372,15 +383,21 @@ class MfccStream:
         self.frames_emitted += n
         return out
 
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """feed() then compute(): the frames that became complete with this chunk."""
+        self.feed(chunk)
+        return self.compute()
+
     def flush(self) -> np.ndarray:
         """The zero-padded tail frames the batch function would add; then the stream is reset."""
+        out_now = self.compute()
         total = num_frames(self.samples_seen, self._frame_len, self._step) if self.samples_seen else 0
         missing = total - self.frames_emitted
-        out = np.zeros((0, self.config.num_features))
+        out = out_now
         if missing > 0:
             need = (missing - 1) * self._step + self._frame_len
             buf = np.concatenate((self._pending, np.zeros(max(0, need - self._pending.size))))
             frames = np.lib.stride_tricks.sliding_window_view(buf, self._frame_len)[: missing * self._step : self._step]
-            out = self._frames_to_features(frames)
+            out = np.concatenate((out_now, self._frames_to_features(frames)))
         self.reset()
         return out
