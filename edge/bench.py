@@ -1,0 +1,135 @@
+"""ser-edge bench: model latency in the style of TFLite's benchmark_model, then the whole pipeline on
+real audio. `--json` prints one document to post from your board (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .audio import read_wav
+from .cli import SAMPLE, peak_rss_mb, pi_health, rss_mb
+from .model import DEFAULT_MODEL, Classifier, interpreter_version
+from .pipeline import Pipeline
+
+
+def board() -> dict:
+    info = {"machine": platform.machine(), "python": platform.python_version(), "runtime": interpreter_version(),
+            "ser_edge": __version__}
+    try:
+        info["board"] = Path("/proc/device-tree/model").read_text().strip("\x00\n")
+    except OSError:
+        info["board"] = platform.processor() or platform.machine()
+    return info
+
+
+def bench_model(path: str, threads: int, seconds: float) -> dict:
+    rss0 = rss_mb()
+    t0 = time.perf_counter()
+    clf = Classifier(path, num_threads=threads)
+    init_ms = (time.perf_counter() - t0) * 1000
+    x = np.random.default_rng(0).standard_normal((clf.meta.frames, clf.meta.features.num_features))
+    t0 = time.perf_counter()
+    clf.predict(x)
+    first_ms = (time.perf_counter() - t0) * 1000
+    warm = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        clf.predict(x)
+        warm.append((time.perf_counter() - t0) * 1000)
+    runs = []
+    end = time.perf_counter() + min(seconds, 10.0)
+    while time.perf_counter() < end and len(runs) < 1000:
+        t0 = time.perf_counter()
+        clf.predict(x)
+        runs.append((time.perf_counter() - t0) * 1000)
+    r = np.array(runs)
+    return {"model": str(path), "type": "int8" if clf.is_int8 else "float", "threads": threads,
+            "size_bytes": clf.file.size, "init_ms": round(init_ms, 2), "first_ms": round(first_ms, 3),
+            "warmup_avg_ms": round(float(np.mean(warm)), 3), "count": len(runs), "avg_ms": round(float(r.mean()), 3),
+            "min_ms": round(float(r.min()), 3), "max_ms": round(float(r.max()), 3), "std_ms": round(float(r.std()), 3),
+            "p50_ms": round(float(np.percentile(r, 50)), 3), "p95_ms": round(float(np.percentile(r, 95)), 3),
+            "rss_delta_mb": round(rss_mb() - rss0, 1)}
+
+
+def bench_pipeline(path: str, threads: int, seconds: float) -> dict:
+    """The whole chain on real speech, as fast as possible: front end, gate, inference, smoothing,
+    events, and JSON encoding for a null publisher."""
+    t_start = time.perf_counter()
+    clf = Classifier(path, num_threads=threads)
+    pipe = Pipeline(clf, wall_start=0.0)
+    speech = read_wav(SAMPLE)
+    reps = int(np.ceil(seconds * 16000 / len(speech)))
+    audio = np.tile(speech, reps)[: int(seconds * 16000)]
+    chunk = 1600
+    first_result = None
+    post_ms, sink = [], 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i in range(0, len(audio), chunk):
+        out = pipe.push(audio[i:i + chunk])
+        t0 = time.perf_counter()
+        for e in out.events:
+            sink += len(json.dumps(e.payload()))
+        if out.state_changed:
+            sink += len(json.dumps(pipe.state))
+        post_ms.append((time.perf_counter() - t0) * 1000)
+        if first_result is None and out.windows:
+            first_result = time.perf_counter() - t_start
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    audio_s = len(audio) / 16000
+    feat = sum(pipe.feature_ms)  # (only the last 600 chunks are kept; scale to the whole run)
+    feat_per_chunk = feat / max(1, len(pipe.feature_ms))
+    n_chunks = len(range(0, len(audio), chunk))
+    return {"audio_s": audio_s, "windows": pipe.windows_run, "gated": pipe.windows_gated,
+            "frontend_ms_per_audio_s": round(feat_per_chunk * n_chunks / audio_s, 3),
+            "inference_ms_per_audio_s": round(float(np.mean(pipe.inference_ms)) * pipe.windows_run / audio_s, 3)
+            if pipe.inference_ms else 0.0,
+            "post_ms_per_audio_s": round(sum(post_ms) / audio_s, 4),
+            "rtf": round(wall / audio_s, 5), "cpu_pct_one_core": round(100 * cpu / audio_s, 3),
+            "cpu_s_per_hour": round(cpu / audio_s * 3600, 2), "peak_rss_mb": peak_rss_mb(),
+            "startup_to_first_result_s": round(first_result or 0.0, 3)}
+
+
+def main(args) -> int:
+    models = args.model or [str(DEFAULT_MODEL)]
+    doc = {"board": board(), "health_before": pi_health(), "models": [], "pipeline": None}
+    for m in models:
+        for t in args.threads:
+            doc["models"].append(bench_model(m, t, args.seconds))
+    doc["pipeline"] = bench_pipeline(models[0], args.threads[0], args.seconds)
+    doc["health_after"] = pi_health()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    b = doc["board"]
+    print(f"board: {b['board']} ({b['machine']}), Python {b['python']}, {b['runtime']}, ser-edge {b['ser_edge']}")
+    if doc["health_before"]:
+        print(f"health before: {doc['health_before']}")
+    for r in doc["models"]:
+        print(f"\n{r['model']} ({r['type']}, {r['size_bytes']} bytes), num_threads={r['threads']}")
+        print(f"  Initialized session in {r['init_ms']:.2f} ms; first inference {r['first_ms'] * 1000:.0f} us; "
+              f"warm-up avg {r['warmup_avg_ms'] * 1000:.0f} us")
+        print(f"  count={r['count']} avg={r['avg_ms'] * 1000:.0f} us min={r['min_ms'] * 1000:.0f} us "
+              f"max={r['max_ms'] * 1000:.0f} us std={r['std_ms'] * 1000:.0f} us p50={r['p50_ms'] * 1000:.0f} us "
+              f"p95={r['p95_ms'] * 1000:.0f} us; memory +{r['rss_delta_mb']} MB RSS")
+    ints = [r for r in doc["models"] if r["type"] == "int8"]
+    floats = [r for r in doc["models"] if r["type"] == "float"]
+    if ints and floats:
+        print(f"\nfloat / int8 p50 latency: {floats[0]['p50_ms'] / ints[0]['p50_ms']:.2f}x; "
+              f"size {floats[0]['size_bytes'] / ints[0]['size_bytes']:.2f}x")
+    p = doc["pipeline"]
+    print(f"\npipeline on {p['audio_s']:.0f} s of real speech ({p['windows']} windows run, {p['gated']} gated), per second of audio:")
+    print(f"  front end {p['frontend_ms_per_audio_s']:.2f} ms, inference {p['inference_ms_per_audio_s']:.2f} ms, "
+          f"post-processing+publish {p['post_ms_per_audio_s']:.3f} ms")
+    print(f"  real-time factor {p['rtf']:.4f}; CPU {p['cpu_pct_one_core']:.2f} % of one core "
+          f"({p['cpu_s_per_hour']:.1f} CPU s per hour of audio); peak RSS {p['peak_rss_mb']} MB; "
+          f"start-up to first result {p['startup_to_first_result_s']:.3f} s")
+    if doc["health_after"]:
+        print(f"health after: {doc['health_after']}")
+    return 0
