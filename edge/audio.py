@@ -198,7 +198,7 @@ class Resampler:
     Nyquist frequency; beta: Kaiser window shape (8.6 gives ~80 dB stop-band attenuation).
     """
 
-    def __init__(self, rate_in: int, rate_out: int = TARGET_RATE, zeros: int = 16, rolloff: float = 0.945,
+    def __init__(self, rate_in: int, rate_out: int = TARGET_RATE, zeros: int = 32, rolloff: float = 0.93,
                  beta: float = 8.6):
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
         g = math.gcd(self.rate_in, self.rate_out)
