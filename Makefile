@@ -44,3 +44,6 @@ install:
 
 clean:
 	rm -rf $(VENV) runs/cache .pytest_cache
+
+arm64-check: $(STAMP)
+	./tools/arm64_check.sh
