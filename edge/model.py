@@ -226,8 +226,20 @@ def load_interpreter_class():
     In a process that has already imported TensorFlow (the converter), its own interpreter is used:
     a second copy of the TFLite runtime in the same process fails ("vector::reserve").
     """
+    import os
     import sys
 
+    wanted = os.environ.get("SER_EDGE_RUNTIME", "")  # force one: tflite_runtime, ai_edge_litert, tensorflow
+    if wanted:
+        try:
+            if wanted == "tensorflow":
+                import tensorflow as tf
+
+                return tf.lite.Interpreter, wanted
+            mod = __import__(f"{wanted}.interpreter", fromlist=["Interpreter"])
+            return mod.Interpreter, wanted
+        except ImportError:
+            raise ModelError(f"SER_EDGE_RUNTIME={wanted}: that interpreter package is not installed") from None
     if sys.modules.get("tensorflow") is not None:
         import tensorflow as tf
 

@@ -216,7 +216,9 @@ class Pipeline:
         self.hop_frames = max(1, int(round(hop / self.cfg.winstep)))
         self.frames: deque = deque(maxlen=self.window_frames)  # the last window of feature frames
         self.window_samples = int(round(meta.window_s * self.cfg.samplerate))
-        self.audio = np.zeros(0, np.float32)  # the last window of audio, for the gate's levels
+        self._audio = np.zeros(0, np.float32)  # recent audio from absolute sample _audio_base, for the gate
+        self._audio_base = 0
+        self._audio_parts: list[np.ndarray] = []
         self.since_hop = 0
         self.gate = Gate(gate)
         self.gate_settings = gate
@@ -238,38 +240,60 @@ class Pipeline:
         return self.samples / self.cfg.samplerate
 
     def push(self, chunk: np.ndarray) -> Output:
-        """Feed audio; returns the windows evaluated and the events that resulted."""
+        """Feed audio; returns the windows evaluated and the events that resulted.
+
+        Feature frames are computed only when a window is due (once per hop), so small chunks cost
+        almost nothing until then; the results do not depend on the chunking.
+        """
         out = Output()
         chunk = np.asarray(chunk, np.float32).ravel()
         if chunk.size == 0:
             return out
         self._check_dead(chunk)
-        self.audio = np.concatenate((self.audio, chunk))[-self.window_samples :]
+        self._audio_parts.append(chunk)
+        self.stream.feed(chunk)
+        self.samples += chunk.size
+        fl, step = self.cfg.frame_len, self.cfg.frame_step
+        available = 0 if self.samples < fl else 1 + (self.samples - fl) // step
+        pending = available - self.stream.frames_emitted
+        if len(self.frames) + pending < self.window_frames or self.since_hop + pending < self.hop_frames:
+            return out  # no window due yet
         t0 = time.perf_counter()
-        feats = self.stream.push(chunk)
+        frames_before = self.stream.frames_emitted
+        feats = self.stream.compute()
         self.feature_ms.append((time.perf_counter() - t0) * 1000)
-        frames_before = self.stream.frames_emitted - feats.shape[0]
         for k, row in enumerate(feats):
             self.frames.append(row)
             self.since_hop += 1
             if len(self.frames) == self.window_frames and self.since_hop >= self.hop_frames:
                 self.since_hop = 0
                 # the window ends at the end of this frame, in audio time
-                end_sample = (frames_before + k) * self.cfg.frame_step + self.cfg.frame_len
-                self._window(end_sample / self.cfg.samplerate, out)
-        self.samples += chunk.size
+                end_sample = (frames_before + k) * step + fl
+                self._window(end_sample, out)
         return out
 
-    def _levels(self) -> tuple[np.ndarray, float]:
-        """10 ms block levels (dBFS) over the last window of audio, and the window's RMS in dBFS."""
-        a = self.audio.astype(np.float64)
+    def _window_audio(self, end_sample: int) -> np.ndarray:
+        """The audio of the window ending at `end_sample` (absolute), for the gate's levels."""
+        if self._audio_parts:
+            self._audio = np.concatenate([self._audio, *self._audio_parts])
+            self._audio_parts = []
+        start = end_sample - self.window_samples
+        if start > self._audio_base:  # drop what no later window needs
+            self._audio = self._audio[start - self._audio_base :]
+            self._audio_base = start
+        return self._audio[max(0, start - self._audio_base) : end_sample - self._audio_base]
+
+    def _levels(self, a: np.ndarray) -> tuple[np.ndarray, float]:
+        """10 ms block levels (dBFS) over a window of audio, and the window's RMS in dBFS."""
+        a = a.astype(np.float64)
         blocks = a[: a.size // 160 * 160].reshape(-1, 160)
         block_db = 10 * np.log10(np.mean(np.square(blocks), axis=1) + 1e-12) + 3.0103
         window_db = 10 * math.log10(float(np.mean(np.square(a))) + 1e-12) + 3.0103
         return block_db, window_db
 
-    def _window(self, offset: float, out: Output) -> None:
-        block_db, window_db = self._levels()
+    def _window(self, end_sample: int, out: Output) -> None:
+        offset = end_sample / self.cfg.samplerate
+        block_db, window_db = self._levels(self._window_audio(end_sample))
         speech = self.gate.is_speech(block_db, window_db) and not self.dead_mic
         scores = smoothed = None
         inf_ms = 0.0
