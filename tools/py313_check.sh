@@ -1,0 +1,24 @@
+#!/bin/sh
+# Python 3.13 (Pi OS Trixie = Debian 13) with ai-edge-litert, natively on x86 in a Debian 13 chroot:
+# builds (and caches) the root, installs the wheels, runs the edge unit tests that need no TensorFlow
+# and the offline analysis, and compares with this machine's run. Needs root (debootstrap, chroot).
+set -eu
+cd "$(dirname "$0")/.."
+R=${PY313_ROOT:-.cache/trixie}
+command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
+[ -x "$R/usr/bin/python3.13" ] || debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates trixie "$R" >/dev/null
+if [ ! -d "$R/whl" ] || [ -z "$(ls "$R/whl")" ]; then
+  mkdir -p "$R/whl"
+  .venv/bin/pip download -q --only-binary=:all: --python-version 3.13 --implementation cp \
+    --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 \
+    --platform manylinux2014_x86_64 --platform any -d "$R/whl" ai-edge-litert==2.3.0 paho-mqtt pytest hypothesis
+fi
+rm -rf "$R/src"; mkdir -p "$R/src"
+cp -r edge tests pyproject.toml README.md "$R/src/"
+mkdir -p "$R/src/data"; cp -r ../shared/data/fixtures "$R/src/data/"
+.venv/bin/python -m edge.cli analyze edge/samples/demo.wav > "$R/src/x86.jsonl"
+chroot "$R" sh -c 'cd /src && { [ -x /v/bin/python ] || python3 -m venv /v; } && /v/bin/pip install -q --no-index /whl/*.whl \
+  && /v/bin/python -c "import sys, numpy, ai_edge_litert; print(\"python\", sys.version.split()[0], \"numpy\", numpy.__version__)" \
+  && /v/bin/python -m edge.cli analyze edge/samples/demo.wav > py313.jsonl \
+  && SER_DATA=/src/data /v/bin/python -m pytest -q -p no:cacheprovider tests/test_features.py tests/test_pipeline.py tests/test_config.py 2>&1 | tail -2'
+.venv/bin/python tools/compare_analyses.py "$R/src/x86.jsonl" "$R/src/py313.jsonl"
