@@ -7,7 +7,7 @@ DEBS    := mosquitto mosquitto-clients portaudio19-dev libsndfile1 sox
 export SER_DATA ?= $(abspath ../shared/data)
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test venv debs bench train install arm64-check clean
+.PHONY: demo test venv debs bench train install arm64-check py313-check clean
 
 demo: debs $(STAMP)
 	$(BIN)/ser-edge demo
@@ -47,3 +47,6 @@ clean:
 
 arm64-check: $(STAMP)
 	./tools/arm64_check.sh
+
+py313-check: $(STAMP)
+	./tools/py313_check.sh
