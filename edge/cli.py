@@ -43,8 +43,8 @@ def sd_notify(message: str) -> None:
         addr = "\0" + addr[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            s.sendall(message.encode())
+            s.setblocking(False)  # a notification must never stall the processing loop
+            s.sendto(message.encode(), addr)
     except OSError:
         pass
 
@@ -173,8 +173,11 @@ class Service:
         interval = self.cfg["mqtt"]["stats_interval_s"]
         next_stats = time.monotonic() + min(5.0, interval)
         dead_reported = False
+        next_ping = 0.0
         while not self.stop_requested.is_set():
-            sd_notify("WATCHDOG=1")
+            if time.monotonic() >= next_ping:  # from the processing loop: a stuck loop stops the pings
+                sd_notify("WATCHDOG=1")
+                next_ping = time.monotonic() + 1.0
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload()

@@ -249,3 +249,24 @@ def test_tls_with_password(tmp_path):
         assert r.returncode == 2 and "without TLS" in r.stderr and "pa55word" not in r.stderr
     finally:
         b.stop()
+
+
+def test_systemd_notifications(tmp_path):
+    """READY, WATCHDOG (from the processing loop) and STOPPING reach $NOTIFY_SOCKET."""
+    import socket as sk
+
+    path = str(tmp_path / "notify.sock")
+    s = sk.socket(sk.AF_UNIX, sk.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.2)
+    r = ser_edge("run", "--no-mqtt", "--source", f"file:{SAMPLE}", "--speed", "0", env={"NOTIFY_SOCKET": path})
+    assert r.returncode == 0, r.stderr
+    got = []
+    while True:
+        try:
+            got.append(s.recv(1024).decode())
+        except OSError:
+            break
+    s.close()
+    assert got[0].startswith("READY=1")
+    assert "WATCHDOG=1" in got and got[-1] == "STOPPING=1"
