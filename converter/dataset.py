@@ -57,9 +57,13 @@ def window_features(x: np.ndarray, meta: ModelMetadata) -> np.ndarray:
     return meta.normalise(feat)
 
 
+OFFSETS_S = (-1.0, -0.5, 0.5, 1.0)  # other alignments a device's sliding window sees (besides centred)
+
+
 @dataclass
 class WindowSet:
     clean: np.ndarray  # (N, frames, bands) speech-centred window per utterance
+    shifted: np.ndarray  # (N, len(OFFSETS_S), frames, bands) clean windows moved off-centre
     lowpass: np.ndarray  # (N, frames, bands) the same through a 4 kHz low-pass
     aug: np.ndarray  # (N, n_aug, frames, bands)
     y: np.ndarray  # (N,) label index
@@ -69,7 +73,7 @@ class WindowSet:
 
 
 def _one(args):
-    path, seed, n_aug, meta_json, babble_paths = args
+    path, seed, n_aug, meta_json, babble_paths, shift_s = args
     meta = ModelMetadata.from_json(meta_json)
     rng = np.random.default_rng(seed)
     x = read_audio(path)
@@ -78,31 +82,36 @@ def _one(args):
     clean = crop(x, c, length)
     lp = augment.lowpass(clean, 4000.0)
     babble = [read_audio(p) for p in babble_paths]
+    rate = meta.features.samplerate
+    shifted = np.stack([window_features(crop(x, c + int(o * rate), length), meta) for o in OFFSETS_S])
     augs = []
+    max_shift = max(1, int(shift_s * rate))
     for _ in range(n_aug):
-        shift = int(rng.integers(-length // 4, length // 4))
+        # anywhere a device window may sit: speech centred, cut at the start or at the end
+        shift = int(rng.integers(-max_shift, max_shift + 1))
         a = augment.random_augment(crop(x, c + shift, length + 4000, rng), rng, babble)
         augs.append(window_features(crop(a, len(a) // 2, length, rng), meta))
     return (window_features(clean, meta), window_features(lp, meta),
-            np.stack(augs) if augs else np.zeros((0, meta.frames, meta.features.num_features), np.float32))
+            np.stack(augs) if augs else np.zeros((0, meta.frames, meta.features.num_features), np.float32), shifted)
 
 
 def build(utts: list[Utterance], meta: ModelMetadata, n_aug: int = 2, seed: int = 0, workers: int = 2,
-          cache_dir: str | Path | None = "runs/cache", progress: bool = True) -> WindowSet:
-    """Compute (or load from cache) the windows of every utterance."""
-    key = hashlib.sha256(json.dumps([[u.path for u in utts], meta.to_json(), n_aug, seed, 2]).encode()).hexdigest()[:16]
+          cache_dir: str | Path | None = "runs/cache", progress: bool = True, shift_s: float = 1.0) -> WindowSet:
+    """Compute (or load from cache) the windows of every utterance. Augmented windows are moved up to
+    `shift_s` seconds off the speech centre."""
+    key = hashlib.sha256(json.dumps([[u.path for u in utts], meta.to_json(), n_aug, seed, 3, shift_s]).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"windows-{key}.npz" if cache_dir else None
     labels = {name: i for i, name in enumerate(meta.labels)}
     meta_cols = dict(y=np.array([labels[u.label] for u in utts]), speaker=np.array([u.speaker for u in utts]),
                      gender=np.array([u.gender for u in utts]), corpus=np.array([u.corpus for u in utts]))
     if cache and cache.exists():
         d = np.load(cache)
-        return WindowSet(d["clean"], d["lowpass"], d["aug"], **meta_cols)
+        return WindowSet(d["clean"], d["shifted"], d["lowpass"], d["aug"], **meta_cols)
     rng = np.random.default_rng(seed)
     jobs = []
     for i, u in enumerate(utts):
         others = [utts[j].path for j in rng.choice(len(utts), 3) if utts[j].speaker != u.speaker]
-        jobs.append((u.path, seed * 100003 + i, n_aug, meta.to_json(), others))
+        jobs.append((u.path, seed * 100003 + i, n_aug, meta.to_json(), others, shift_s))
     results = []
     iterator = _progress(len(jobs), "features", progress)
     if workers > 1:
@@ -115,11 +124,11 @@ def build(utts: list[Utterance], meta: ModelMetadata, n_aug: int = 2, seed: int 
             results.append(_one(j))
             iterator.update(1)
     iterator.close()
-    ws = WindowSet(np.stack([r[0] for r in results]), np.stack([r[1] for r in results]),
-                   np.stack([r[2] for r in results]), **meta_cols)
+    ws = WindowSet(np.stack([r[0] for r in results]), np.stack([r[3] for r in results]),
+                   np.stack([r[1] for r in results]), np.stack([r[2] for r in results]), **meta_cols)
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, clean=ws.clean, lowpass=ws.lowpass, aug=ws.aug)
+        np.savez(cache, clean=ws.clean, shifted=ws.shifted, lowpass=ws.lowpass, aug=ws.aug)
     return ws
 
 
