@@ -334,12 +334,17 @@ def cmd_analyze(args) -> int:
         try:
             wav_info(path)
             pipe = Service(args, cfg).make_pipeline(clf, cfg, wall_start=0.0)
-            rows, probs = [], []
+            rows, probs, events, kept = [], [], [], []
             for block in iter_wav(path, chunk_seconds=1.0):
-                for w in pipe.push(block).windows:
+                out = pipe.push(block)
+                events += out.events
+                if args.plot:
+                    kept.append(block)
+                for w in out.windows:
                     rows.append(w)
                     if w.scores is not None:
                         probs.append(w.scores)
+            events += pipe.finish().events
             # a clip shorter than the window: pad with silence so it is analysed once
             if not rows:
                 pad = np.zeros(int(clf.meta.window_s * 16000), np.float32)
@@ -351,6 +356,13 @@ def cmd_analyze(args) -> int:
             print(f"ser-edge: {e}", file=sys.stderr)
             status = 2
             continue
+        if args.plot:
+            from .plot import plot_analysis
+
+            out_png = args.plot if len(args.files) == 1 else f"{Path(args.plot).with_suffix('')}-{Path(path).stem}.png"
+            plot_analysis(out_png, np.concatenate(kept) if kept else np.zeros(1), rows, events, clf.labels,
+                          f"{Path(path).name}: what ser-edge hears ({Path(clf.path).name})")
+            print(f"ser-edge: wrote {out_png}", file=sys.stderr)
         if args.clip:
             if probs:
                 mean = np.mean(probs, axis=0)
@@ -470,6 +482,7 @@ def main(argv=None) -> int:
     a.add_argument("--threads", type=int, default=1)
     a.add_argument("--clip", action="store_true", help="one result per file instead of per window")
     a.add_argument("--json", action="store_true", help="JSON lines (the default output format)")
+    a.add_argument("--plot", metavar="OUT.png", help="also draw waveform, log-mel, gate and emotion timeline")
     a.set_defaults(fn=cmd_analyze)
 
     d = sub.add_parser("devices", help="list audio input devices")
