@@ -3,7 +3,8 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEBS    := mosquitto mosquitto-clients portaudio19-dev libsndfile1 sox
+DEBS    := mosquitto mosquitto-clients portaudio19-dev libsndfile1 sox openssl \
+           pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
 export SER_DATA ?= $(abspath ../shared/data)
 export OPENBLAS_NUM_THREADS ?= 1
 
