@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -53,8 +54,13 @@ def sd_notify(message: str) -> None:
 # helpers
 
 
-def _settings(cfg: Config) -> tuple[GateSettings, SmoothingSettings]:
-    return GateSettings(**cfg["gate"]), SmoothingSettings(**cfg["smoothing"])
+def load_model(cfg: Config) -> Classifier:
+    return Classifier(cfg["model"]["path"] or DEFAULT_MODEL, num_threads=cfg["model"]["num_threads"])
+
+
+def make_pipeline(clf: Classifier, cfg: Config, wall_start: float | None = None) -> Pipeline:
+    return Pipeline(clf, GateSettings(**cfg["gate"]), SmoothingSettings(**cfg["smoothing"]), cfg["model"]["hop_s"],
+                    wall_start=wall_start)
 
 
 def _state_dir(cfg: Config) -> Path:
@@ -121,20 +127,13 @@ class Service:
         self.events_published = 0
 
     # -- setup --------------------------------------------------------------------------------
-    def load_model(self, cfg: Config) -> Classifier:
-        return Classifier(cfg["model"]["path"] or DEFAULT_MODEL, num_threads=cfg["model"]["num_threads"])
-
-    def make_pipeline(self, clf: Classifier, cfg: Config, wall_start: float | None = None) -> Pipeline:
-        gate, smoothing = _settings(cfg)
-        return Pipeline(clf, gate, smoothing, cfg["model"]["hop_s"], wall_start=wall_start)
-
     def start(self) -> None:
         cfg = self.cfg
-        self.clf = self.load_model(cfg)
+        self.clf = load_model(cfg)
         self.device_id = _device_id(cfg)
         self.source = open_source(cfg["audio"]["source"], cfg["audio"]["speed"], cfg["audio"]["chunk_ms"],
                                   cfg["audio"]["queue_chunks"], cfg["audio"]["mic_rate"], cfg["audio"]["reopen_max_s"])
-        self.pipeline = self.make_pipeline(self.clf, cfg)
+        self.pipeline = make_pipeline(self.clf, cfg)
         if cfg["mqtt"]["enabled"]:
             from .mqtt import Publisher, safe_id
             from .outbox import Outbox
@@ -183,8 +182,7 @@ class Service:
                 self.reload()
             try:
                 chunk = self.source.queue.get(timeout=1.0)
-            except Exception:
-                chunk = None
+            except queue.Empty:
                 if not self.source._thread.is_alive() and self.source.queue.empty():
                     break
                 continue
@@ -255,8 +253,8 @@ class Service:
         try:
             cfg = load(path) if path else self.cfg
             _apply_overrides(cfg, self.args)
-            clf = self.load_model(cfg)
-            pipeline = self.make_pipeline(clf, cfg, wall_start=self.pipeline.tracker.wall_start)
+            clf = load_model(cfg)
+            pipeline = make_pipeline(clf, cfg, wall_start=self.pipeline.tracker.wall_start)
         except BAD_INPUT as e:
             log.error("reload refused, keeping the running config and model: %s", e)
             return
@@ -333,7 +331,7 @@ def cmd_analyze(args) -> int:
     for path in args.files:
         try:
             wav_info(path)
-            pipe = Service(args, cfg).make_pipeline(clf, cfg, wall_start=0.0)
+            pipe = make_pipeline(clf, cfg, wall_start=0.0)
             rows, probs, events, kept = [], [], [], []
             for block in iter_wav(path, chunk_seconds=1.0):
                 out = pipe.push(block)

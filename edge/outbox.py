@@ -14,6 +14,14 @@ import threading
 from pathlib import Path
 
 log = logging.getLogger("ser_edge")
+TABLE = ("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+         "payload BLOB NOT NULL, qos INTEGER, retain INTEGER)")
+
+
+def _memory_db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    db.execute(TABLE)
+    return db
 
 
 class Outbox:
@@ -35,8 +43,7 @@ class Outbox:
                     self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
                     self.db.execute("PRAGMA journal_mode=WAL")
                     self.db.execute("PRAGMA synchronous=NORMAL")
-                    self.db.execute("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                                    "topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER, retain INTEGER)")
+                    self.db.execute(TABLE)
                 finally:
                     os.umask(old_umask)
                 self.persistent = True
@@ -45,9 +52,7 @@ class Outbox:
                           directory, e)
                 self.write_errors += 1
         if not self.persistent:
-            self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            self.db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-                            "payload BLOB NOT NULL, qos INTEGER, retain INTEGER)")
+            self.db = _memory_db()
         self._memory_fallback: sqlite3.Connection | None = None
 
     def _conn(self) -> sqlite3.Connection:
@@ -61,10 +66,7 @@ class Outbox:
                 self.write_errors += 1
                 if self._memory_fallback is None:
                     log.error("queue write failed (%s); continuing with an in-memory queue", e)
-                    self._memory_fallback = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-                    self._memory_fallback.execute(
-                        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-                        "payload BLOB NOT NULL, qos INTEGER, retain INTEGER)")
+                    self._memory_fallback = _memory_db()
                     try:  # carry over what the disk still holds
                         rows = self.db.execute("SELECT topic, payload, qos, retain FROM outbox ORDER BY id").fetchall()
                         self._memory_fallback.executemany(

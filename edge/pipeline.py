@@ -15,28 +15,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import SCHEMA
 from .features import MfccStream
 from .model import Classifier
 
 
+def _default(section: str, key: str):
+    """Defaults live once, in the config schema."""
+    return field(default=SCHEMA[section][key].default)
+
+
 @dataclass
 class GateSettings:
-    min_dbfs: float = -50.0
-    min_dynamic_db: float = 12.0
-    min_active_fraction: float = 0.2
-    dead_mic_s: float = 10.0
+    min_dbfs: float = _default("gate", "min_dbfs")
+    min_dynamic_db: float = _default("gate", "min_dynamic_db")
+    min_active_fraction: float = _default("gate", "min_active_fraction")
+    dead_mic_s: float = _default("gate", "dead_mic_s")
 
 
 @dataclass
 class SmoothingSettings:
-    method: str = "ema"
-    alpha: float = 0.5
-    windows: int = 3
-    threshold: float = 0.35
-    hysteresis: float = 0.1
-    min_duration_s: float = 1.0
-    end_after_s: float = 2.0
-    update_interval_s: float = 5.0
+    method: str = _default("smoothing", "method")
+    alpha: float = _default("smoothing", "alpha")
+    windows: int = _default("smoothing", "windows")
+    threshold: float = _default("smoothing", "threshold")
+    hysteresis: float = _default("smoothing", "hysteresis")
+    min_duration_s: float = _default("smoothing", "min_duration_s")
+    end_after_s: float = _default("smoothing", "end_after_s")
+    update_interval_s: float = _default("smoothing", "update_interval_s")
 
 
 @dataclass
@@ -46,7 +52,6 @@ class WindowResult:
     dbfs: float
     scores: np.ndarray | None  # raw model probabilities (None when gated out)
     smoothed: np.ndarray | None
-    feature_ms: float = 0.0
     inference_ms: float = 0.0
 
 
@@ -229,7 +234,6 @@ class Pipeline:
         self.last_emotion: str | None = None
         self.state: dict = {"emotion": "none", "confidence": 0.0, "scores": {}, "speech": False}
         self.dead_samples = 0
-        self.dead_reported = False
         self.feature_ms: deque = deque(maxlen=600)
         self.inference_ms: deque = deque(maxlen=600)
         self.feature_ms_total = 0.0  # cumulative, for benchmarks
@@ -311,7 +315,7 @@ class Pipeline:
             self.windows_run += 1
         else:
             self.windows_gated += 1
-        out.windows.append(WindowResult(offset, speech, window_db, scores, smoothed, 0.0, inf_ms))
+        out.windows.append(WindowResult(offset, speech, window_db, scores, smoothed, inf_ms))
         events = self.tracker.step(smoothed, offset)
         if not speech and self.tracker.current is None:
             self.smoother.reset()  # a new stretch of speech starts from scratch
@@ -344,7 +348,6 @@ class Pipeline:
             self.dead_samples += chunk.size
         else:
             self.dead_samples = 0
-            self.dead_reported = False
 
     @property
     def dead_mic(self) -> bool:
