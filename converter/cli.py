@@ -20,6 +20,12 @@ def _recipe(args):
 
 
 def cmd_train(args) -> int:
+    from .zoo import SEEDS
+
+    if args.arch in SEEDS:  # a seed baseline: trained and scored by the zoo, no deployable model
+        args.only, args.run, args.report, args.list = [args.arch], True, False, False
+        args.no_random_split = not args.random_split
+        return cmd_zoo(args)
     from .train import cross_validate, train_final
 
     recipe = _recipe(args)
@@ -42,6 +48,51 @@ def cmd_evaluate(args) -> int:
     run = Path(args.run_dir or f"runs/{recipe.arch}-{recipe.hash()}")
     cross_validate(recipe, run, args.data, random_split_too=args.random_split)
     print((run / "cv.md").read_text())
+    return 0
+
+
+ZOO_BEGIN, ZOO_END = "<!-- zoo table: ser-convert zoo --report -->", "<!-- end zoo table -->"
+
+
+def cmd_zoo(args) -> int:
+    """The seed papers' architectures as baselines on our speaker-independent folds."""
+    from . import zoo
+
+    names = args.only or list(zoo.SEEDS)
+    unknown = [n for n in names if n not in zoo.SEEDS]
+    if unknown:
+        sys.exit(f"ser-convert: unknown architecture {unknown[0]!r}; expected one of {sorted(zoo.SEEDS)}")
+    run_dir = Path(args.run_dir or "runs/zoo")
+    if args.list:
+        for s in zoo.SEEDS.values():
+            print(f"{s.name:22} seed {s.source}  features: {s.features.__name__[5:]:20} paper: {s.paper_claim}")
+        return 0
+    rows = []
+    if args.run:
+        settings = zoo.ZooSettings(names=names, epochs=args.epochs or 0, run_folds=args.folds or 1,
+                                   subset=args.subset or 0, random_split=not args.no_random_split)
+        rows = zoo.run(settings, run_dir, args.data)
+        for r in rows:
+            print(json.dumps({k: r[k] for k in ("name", "params", "macs", "int8_status", "float", "int8",
+                                                "random_split") if k in r}))
+    if args.report:
+        src = run_dir / "zoo.jsonl"
+        rows = [json.loads(line) for line in src.read_text().splitlines()]
+        latest = {r["name"]: r for r in rows}  # last run of each model wins
+        rows = [latest[n] for n in zoo.SEEDS if n in latest]
+        ours = zoo.our_model_on_same_folds(rows[0]["folds"])
+        table = zoo.report_markdown(rows, ours)
+        Path("docs/zoo.json").write_text(json.dumps({"rows": rows, "ours": ours}, indent=1) + "\n")
+        doc = Path(args.results)
+        text = doc.read_text()
+        if ZOO_BEGIN in text:
+            head, rest = text.split(ZOO_BEGIN, 1)
+            text = head + ZOO_BEGIN + "\n" + table + ZOO_END + rest.split(ZOO_END, 1)[1]
+        else:
+            text += f"\n## Seed baselines\n\n{ZOO_BEGIN}\n{table}{ZOO_END}\n"
+        doc.write_text(text)
+        print(table)
+        print(f"wrote the table into {doc} and the numbers into docs/zoo.json")
     return 0
 
 
@@ -94,7 +145,7 @@ def main(argv=None) -> int:
 
     def common(sp):
         sp.add_argument("--recipe", default="default", help="default, cnn_lstm or smoke")
-        sp.add_argument("--arch", choices=["dscnn", "cnn_lstm"])
+        sp.add_argument("--arch", help="dscnn, cnn_lstm, or a seed baseline (ser-convert zoo --list)")
         sp.add_argument("--epochs", type=int)
         sp.add_argument("--folds", type=int)
         sp.add_argument("--seed", type=int)
@@ -112,6 +163,19 @@ def main(argv=None) -> int:
     e = sub.add_parser("evaluate", help="speaker-independent cross-validation report")
     common(e)
     e.set_defaults(fn=cmd_evaluate)
+    z = sub.add_parser("zoo", help="the seed papers' architectures as speaker-independent baselines")
+    z.add_argument("--list", action="store_true", help="list the architectures")
+    z.add_argument("--run", action="store_true", help="train and score them (resumes: finished ones are kept)")
+    z.add_argument("--report", action="store_true", help="write the table into docs/RESULTS.md")
+    z.add_argument("--only", nargs="+", help="these architectures only")
+    z.add_argument("--epochs", type=int, help="the same epochs for all (default: each one's budget)")
+    z.add_argument("--folds", type=int, help="how many of the 5 speaker folds to run (default 1)")
+    z.add_argument("--subset", type=int, help="every n-th utterance only (smoke tests)")
+    z.add_argument("--no-random-split", action="store_true")
+    z.add_argument("--data")
+    z.add_argument("--run-dir", help="default runs/zoo")
+    z.add_argument("--results", default="docs/RESULTS.md")
+    z.set_defaults(fn=cmd_zoo)
     q = sub.add_parser("quantize", help="check a model's ops run on int8 and load on tflite-runtime 2.14")
     q.add_argument("model")
     q.set_defaults(fn=cmd_quantize)
