@@ -180,6 +180,9 @@ class Service:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload()
+            if time.monotonic() >= next_stats:  # also while no audio arrives (a lost microphone)
+                next_stats = time.monotonic() + interval
+                self.publish_stats()
             try:
                 chunk = self.source.queue.get(timeout=1.0)
             except queue.Empty:
@@ -196,9 +199,6 @@ class Service:
                 dead_reported = True
             elif not self.pipeline.dead_mic:
                 dead_reported = False
-            if time.monotonic() >= next_stats:
-                next_stats = time.monotonic() + interval
-                self.publish_stats()
         sd_notify("STOPPING=1")
         self.source.stop()
         self.handle(self.pipeline.finish())
@@ -233,7 +233,8 @@ class Service:
                 "rtf": round(cpu / audio_s, 4), "cpu_pct": round(100 * cpu / max(up, 1e-9), 1),
                 "rss_mb": rss_mb(), "windows": p.windows_run, "gated": p.windows_gated,
                 "dropped_chunks": self.source.dropped_chunks, "overflows": self.source.overflows,
-                "source_restarts": self.source.restarts, "source_gap_s": round(self.source.gap_s, 1),
+                "source_outages": self.source.outages, "source_restarts": self.source.restarts,
+                "source_gap_s": round(self.source.gap_now(), 1), "source_lost": self.source.lost_since is not None,
                 "dead_mic": p.dead_mic,
                 "queued": self.publisher.pending if self.publisher else 0,
                 "dropped_messages": self.outbox.dropped if self.publisher else 0,

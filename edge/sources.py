@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,17 +36,48 @@ class Source:
     """Base: a capture thread filling `self.queue`; counters for stats."""
 
     name = "source"
+    what = "audio source"  # in log lines
     finite = False
+    reopen_max_s = 30.0
 
     def __init__(self, chunk_ms: int = 100, queue_chunks: int = 100):
         self.chunk_samples = TARGET_RATE * chunk_ms // 1000
         self.queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self.dropped_chunks = 0
         self.overflows = 0
-        self.restarts = 0
-        self.gap_s = 0.0  # seconds without audio while a device was lost
+        self.restarts = 0  # successful re-opens after a loss
+        self.outages = 0  # times the device (or command) was lost
+        self.gap_s = 0.0  # seconds without audio while it was lost (finished outages)
+        self.lost_since: float | None = None  # monotonic time of the current outage's start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run_safe, name=f"capture-{self.name}", daemon=True)
+
+    def _lost(self, why: str) -> None:
+        """Note a loss. Logged once per outage, not once per reopen attempt."""
+        if self.lost_since is None:
+            self.lost_since = time.monotonic()
+            self.outages += 1
+            log.warning("%s lost (%s); reopening with backoff up to %.0f s", self.what, why, self.reopen_max_s)
+
+    def _back(self) -> None:
+        if self.lost_since is not None:
+            gap = time.monotonic() - self.lost_since
+            self.gap_s += gap
+            self.restarts += 1
+            self.lost_since = None
+            log.info("%s back after %.1f s", self.what, gap)
+
+    def _overflow(self, why: str) -> None:
+        """Count an input overflow; log the first one and then at most one a minute."""
+        self.overflows += 1
+        now = time.monotonic()
+        if now - getattr(self, "_overflow_logged", -1e9) > 60:
+            self._overflow_logged = now
+            log.warning("input overflow (%s); %d so far", why, self.overflows)
+
+    def gap_now(self) -> float:
+        """Seconds without audio so far, including an outage still going on."""
+        return self.gap_s + (time.monotonic() - self.lost_since if self.lost_since is not None else 0.0)
 
     def start(self) -> "Source":
         self._thread.start()
@@ -107,11 +139,14 @@ class CommandSource(Source):
     """Raw S16_LE mono 16 kHz from a command; if it exits, it is restarted with exponential backoff."""
 
     name = "cmd"
+    what = "capture command"
 
     def __init__(self, command: str, reopen_max_s: float = 30.0, rate: int = TARGET_RATE, **kw):
         self.argv = shlex.split(command)
         if not self.argv:
             raise SourceError("cmd: source needs a command, e.g. cmd:arecord -r 16000 -c 1 -f S16_LE -t raw")
+        if not shutil.which(self.argv[0]):
+            raise SourceError(f"cmd:{command}: {self.argv[0]!r} not found on PATH")
         self.reopen_max_s = reopen_max_s
         self.rate = rate
         self.proc: subprocess.Popen | None = None
@@ -129,7 +164,7 @@ class CommandSource(Source):
             try:
                 self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             except OSError as e:
-                log.error("cmd source: cannot start %s: %s", self.argv[0], e.strerror)
+                self._lost(f"cannot start {self.argv[0]}: {e.strerror}")
                 self.proc = None
             if self.proc:
                 resampler = Resampler(self.rate, TARGET_RATE)
@@ -138,19 +173,16 @@ class CommandSource(Source):
                     raw = self.proc.stdout.read(nbytes)
                     if not raw:
                         break
+                    self._back()
                     self._emit(resampler.process(_s16_to_float(raw)))
-                self.proc.poll()
+                self.proc.wait()
                 if self._stop.is_set():
                     return
                 err = (self.proc.stderr.read(300) or b"").decode(errors="replace").strip().splitlines()
-                log.warning("cmd source exited (code %s)%s; restarting in %.1f s", self.proc.returncode,
-                            f": {err[-1]}" if err else "", backoff)
-            self.restarts += 1
+                self._lost(f"exit code {self.proc.returncode}" + (f": {err[-1]}" if err else ""))
             if time.monotonic() - started > 30:
                 backoff = 0.5  # it ran for a while: start the backoff afresh
-            gap0 = time.monotonic()
             self._stop.wait(backoff)
-            self.gap_s += time.monotonic() - gap0
             backoff = min(backoff * 2, self.reopen_max_s)
 
 
@@ -228,11 +260,45 @@ def find_device(spec: str) -> dict | None:
     raise SourceError(f"no input device matches {spec!r}; available: {names}")
 
 
+PA_INPUT_OVERFLOWED = -9981  # PortAudio's paInputOverflowed
+
+
+class BehindClock:
+    """Audio received vs time passed since the stream opened. A sound server (PulseAudio, PipeWire)
+    buffers ~20 s for a stalled reader and then drops audio silently; the only trace is that the stream
+    stays behind the wall clock. While a backlog drains, "behind" shrinks read by read (late audio, not
+    lost); when it has been steady for a second at more than `limit_s` above its usual level, that audio
+    is gone: one overflow. Slow drift between sound card and system clock (~100 ppm) needs hours to
+    reach the limit."""
+
+    def __init__(self, rate: int, limit_s: float = 1.0, steady_s: float = 1.0):
+        self.rate, self.limit_s, self.steady_s = rate, limit_s, steady_s
+        self.t0 = time.monotonic()
+        self.frames = 0
+        self.baseline: float | None = None
+        self.recent: list[tuple[float, float]] = []  # (time, behind) over the last steady_s
+
+    def fell_behind(self, frames: int) -> bool:
+        self.frames += frames
+        now = time.monotonic()
+        behind = now - self.t0 - self.frames / self.rate
+        if self.baseline is None or behind < self.baseline:
+            self.baseline = behind
+        self.recent = [(t, b) for t, b in self.recent if now - t <= self.steady_s] + [(now, behind)]
+        steady = now - self.recent[0][0] >= 0.9 * self.steady_s and \
+            max(b for _, b in self.recent) - min(b for _, b in self.recent) < 0.1
+        if steady and behind - self.baseline > self.limit_s:
+            self.baseline = behind
+            return True
+        return False
+
+
 class MicSource(Source):
     """A PyAudio input. Opened at 16 kHz if the device supports it, else at its own rate and resampled;
     stereo is down-mixed. Overflows are counted, not fatal. A lost device is reopened with backoff."""
 
     name = "mic"
+    what = "microphone"
 
     def __init__(self, spec: str = "default", rate: int = 0, reopen_max_s: float = 30.0, **kw):
         self.device = find_device(spec)
@@ -264,22 +330,30 @@ class MicSource(Source):
 
         backoff = 0.5
         while not self._stop.is_set():
-            with quiet_stderr():
+            with quiet_stderr():  # PortAudio's ALSA probing is noisy, more so while a device is gone
                 pa = pyaudio.PyAudio()
             stream = None
             try:
-                stream, rate, channels, frames = self._open(pa)
+                with quiet_stderr():
+                    stream, rate, channels, frames = self._open(pa)
                 if rate != self.opened_rate:
                     log.info("microphone open at %d Hz, %d channel(s)%s", rate, channels,
                              "" if rate == TARGET_RATE else ", resampled to 16 kHz")
                 self.opened_rate = rate
                 resampler = Resampler(rate, TARGET_RATE)
-                backoff = 0.5
+                clock = BehindClock(rate)
                 while not self._stop.is_set():
-                    avail = stream.get_read_available()
-                    if avail > rate * 0.5:  # the OS buffer filled up: we were late
-                        self.overflows += 1
-                    raw = stream.read(frames, exception_on_overflow=False)
+                    try:
+                        raw = stream.read(frames, exception_on_overflow=True)
+                    except OSError as e:
+                        if e.errno != PA_INPUT_OVERFLOWED:
+                            raise
+                        self._overflow("the ALSA buffer overran")  # PortAudio's flag: that read is gone
+                        continue
+                    self._back()  # audio flows again (no-op unless we were lost)
+                    backoff = 0.5
+                    if clock.fell_behind(frames):
+                        self._overflow("audio fell behind the clock: the sound server dropped what we were too slow to take")
                     x = _s16_to_float(raw)
                     if channels > 1:
                         x = x.reshape(-1, channels).mean(axis=1)
@@ -287,11 +361,8 @@ class MicSource(Source):
             except OSError as e:
                 if self._stop.is_set():
                     break
-                log.warning("microphone lost (%s); reopening in %.1f s", e, backoff)
-                self.restarts += 1
-                gap0 = time.monotonic()
+                self._lost(str(e))
                 self._stop.wait(backoff)
-                self.gap_s += time.monotonic() - gap0
                 backoff = min(backoff * 2, self.reopen_max_s)
             finally:
                 try:
@@ -299,7 +370,8 @@ class MicSource(Source):
                         stream.close()
                 except OSError:
                     pass
-                pa.terminate()
+                with quiet_stderr():
+                    pa.terminate()
 
 
 def open_source(spec: str, speed: float = 1.0, chunk_ms: int = 100, queue_chunks: int = 100,
