@@ -118,3 +118,42 @@ def test_flac_reads_through_soundfile_for_the_converter(data_dir):
     f = next((data_dir / "ravdess" / "Actor_01").glob("*.flac"))
     x = read_audio(f)
     assert x.dtype == np.float32 and 2 * 16000 < len(x) < 6 * 16000
+
+
+# -- fuzzing: whatever the bytes, the reader answers with audio or an AudioError, nothing else --------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+def _header(tag, channels, rate, bits, data_size, fmt_size=16):
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * bits // 8 & 0xFFFFFFFF,
+                      channels * bits // 8 & 0xFFFF, bits)
+    fmt = fmt[:fmt_size] + bytes(max(0, fmt_size - 16))
+    return b"RIFF" + struct.pack("<I", (36 + data_size) & 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", fmt_size) + fmt + \
+        b"data" + struct.pack("<I", data_size)
+
+
+wav_like = st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda h, body: h + body,
+              st.builds(_header, st.sampled_from([1, 3, 2, 0xFFFE, 0, 85]), st.integers(0, 70),
+                        st.one_of(st.sampled_from([8000, 16000, 44100, 48000]), st.integers(0, 2**32 - 1)),
+                        st.sampled_from([0, 1, 8, 12, 16, 24, 32, 64, 65535]),
+                        st.one_of(st.integers(0, 4096), st.just(0xFFFFFFFF)), st.sampled_from([0, 14, 16, 18, 40])),
+              st.binary(max_size=4096)),
+    st.builds(lambda b, i, v: b[:i] + bytes([v]) + b[i + 1:],  # one byte flipped in a valid file
+              st.just(_header(1, 1, 16000, 16, 2000) + bytes(2000)), st.integers(0, 2043), st.integers(0, 255)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=wav_like)
+def test_wav_reader_raises_only_audio_error(tmp_path, data):
+    p = tmp_path / "fuzz.wav"
+    p.write_bytes(data)
+    for reader in (wav_info, read_wav, lambda q: list(iter_wav(q)), read_audio):
+        try:
+            out = reader(p)
+        except AudioError:
+            continue
+        if isinstance(out, np.ndarray):
+            assert out.dtype == np.float32 and np.all(np.isfinite(out))

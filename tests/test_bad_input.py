@@ -125,3 +125,32 @@ def test_unknown_mic_lists_what_exists(tmp_path):
     pytest.importorskip("pyaudio")
     r = ser_edge("run", "--no-mqtt", "--source", "mic:no-such-microphone-xyz", timeout=60)
     one_line_error(r, "no input device matches 'no-such-microphone-xyz'; available:")
+
+
+def test_one_hour_recording_is_streamed_not_loaded(tmp_path):
+    """A 1 h WAV (115 MB of int16; 230 MB as float32) is analysed with a peak RSS far below its size."""
+    import wave
+
+    speech = (sf.read(str(SAMPLE), dtype="int16")[0]).tobytes()
+    p = tmp_path / "one-hour.wav"
+    with wave.open(str(p), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        for _ in range(int(3600 * 16000 * 2 / len(speech)) + 1):
+            w.writeframes(speech)
+    assert p.stat().st_size > 115_000_000
+    code = ("import sys, edge.cli as c\nrc = c.main(sys.argv[1:])\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+            "print('peak_kb', hwm, file=sys.stderr)\nsys.exit(rc)")
+    import subprocess, sys
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-c", code, "analyze", "--clip", str(p)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    peak_mb = int(r.stderr.split("peak_kb")[1].split()[0]) / 1024
+    assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB: the file was loaded whole"
+    import json
+
+    assert json.loads(r.stdout)["windows"] > 3000, "the whole hour was analysed (speech windows only)"
