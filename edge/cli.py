@@ -55,7 +55,8 @@ def sd_notify(message: str) -> None:
 
 
 def load_model(cfg: Config) -> Classifier:
-    return Classifier(cfg["model"]["path"] or DEFAULT_MODEL, num_threads=cfg["model"]["num_threads"])
+    return Classifier(cfg["model"]["path"] or DEFAULT_MODEL, num_threads=cfg["model"]["num_threads"],
+                      require_int8=cfg["model"]["require_int8"])
 
 
 def make_pipeline(clf: Classifier, cfg: Config, wall_start: float | None = None) -> Pipeline:

@@ -49,6 +49,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "path": Key(str, "", "model file; empty = the bundled default model"),
         "num_threads": Key(int, 1, "interpreter threads (1 leaves the Pi's other cores to other services)", min=1, max=8),
         "hop_s": Key((int, float), 0.0, "seconds between windows; 0 = the model's own hop", min=0, max=10),
+        "require_int8": Key(bool, True, "refuse float models (several times slower on a Pi's CPU)"),
     },
     "gate": {
         "min_dbfs": Key((int, float), -50.0, "windows quieter than this (RMS, dBFS) are not speech", min=-120, max=0),

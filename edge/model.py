@@ -313,7 +313,8 @@ class Classifier:
                              f"{n_out} outputs")
         self.is_int8 = self.input["dtype"] == np.int8
         if require_int8 and not self.is_int8:
-            raise ModelError(f"{self.path}: float model where a full-int8 model is expected")
+            raise ModelError(f"{self.path}: float model where a full-int8 model is expected "
+                             "(ser-convert writes int8; [model] require_int8 = false runs it anyway)")
         self._in_scale, self._in_zero = (self.input["quantization"] if self.is_int8 else (1.0, 0))
         self._out_scale, self._out_zero = self.output["quantization"]
         self._shape = shape

@@ -154,3 +154,20 @@ def test_one_hour_recording_is_streamed_not_loaded(tmp_path):
     import json
 
     assert json.loads(r.stdout)["windows"] > 3000, "the whole hour was analysed (speech windows only)"
+
+
+def test_float_model_where_int8_is_expected(tmp_path):
+    """The service refuses a float model (several times slower on a Pi) unless told otherwise."""
+    from conftest import ROOT
+
+    floats = sorted((ROOT / "tests" / "fixtures").glob("*float*.tflite"))
+    if not floats:
+        pytest.skip("no float model fixture")
+    r = ser_edge("run", "--no-mqtt", "--model", str(floats[0]), "--source", f"file:{SAMPLE}", "--state-dir",
+                 str(tmp_path), timeout=60)
+    one_line_error(r, floats[0].name, "float model where a full-int8 model is expected")
+    c = tmp_path / "c.toml"
+    c.write_text("[model]\nrequire_int8 = false\n")
+    r = ser_edge("run", "--no-mqtt", "--config", str(c), "--model", str(floats[0]), "--source", f"file:{SAMPLE}",
+                 "--speed", "0", "--state-dir", str(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stderr
