@@ -293,6 +293,9 @@ class Classifier:
             self.meta = ModelMetadata.from_json(raw)
         except (ValueError, KeyError, TypeError, FeatureConfigError) as e:
             raise ModelError(f"{self.path}: unreadable '{METADATA_NAME}' metadata ({e})") from None
+        if require_int8 and self.file.inputs[0]["dtype"] != "int8":  # decided from the file, before loading it
+            raise ModelError(f"{self.path}: float model where a full-int8 model is expected "
+                             "(ser-convert writes int8; [model] require_int8 = false runs it anyway)")
         Interpreter, self.runtime = load_interpreter_class()
         try:
             self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
@@ -312,9 +315,6 @@ class Classifier:
             raise ModelError(f"{self.path}: {len(self.meta.labels)} labels in metadata but the model has "
                              f"{n_out} outputs")
         self.is_int8 = self.input["dtype"] == np.int8
-        if require_int8 and not self.is_int8:
-            raise ModelError(f"{self.path}: float model where a full-int8 model is expected "
-                             "(ser-convert writes int8; [model] require_int8 = false runs it anyway)")
         self._in_scale, self._in_zero = (self.input["quantization"] if self.is_int8 else (1.0, 0))
         self._out_scale, self._out_zero = self.output["quantization"]
         self._shape = shape
