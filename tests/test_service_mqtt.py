@@ -92,8 +92,11 @@ def test_discovery_republished_when_home_assistant_comes_online(mosquitto, tmp_p
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         c.connect("127.0.0.1", mosquitto.port)
         c.loop_start()
-        c.publish("homeassistant/status", "garbage", qos=1).wait_for_publish()
+        for junk in (b"garbage", b"", b"\xff\xfe\x00binary", b"ONLINE", b"online ", b'{"state": "online"}',
+                     b"x" * 200_000, b"offline"):
+            c.publish("homeassistant/status", junk, qos=1).wait_for_publish()
         time.sleep(0.5)
+        assert p.poll() is None, "junk on the subscribed topic does not stop the service"
         assert len(sub.messages) == n0, "anything but 'online' is ignored"
         c.publish("homeassistant/status", "online", qos=1).wait_for_publish()
         time.sleep(1)
