@@ -170,15 +170,24 @@ def validate(data: dict, filename: str = "<config>", text: str = "") -> Config:
     return cfg
 
 
+def mask_url(url: str) -> str:
+    """The URL with anything after a ':' in its user part replaced, for messages."""
+    return re.sub(r"^([a-zA-Z]*://[^:@/\s]*):[^@/\s]*@", r"\1:***@", url)
+
+
 def _cross_checks(cfg: Config, filename: str, text: str) -> None:
     src = cfg["audio"]["source"]
     if not (src.startswith(("mic:", "cmd:", "file:")) or src == "stdin"):
         raise ConfigError(f"{filename}{_line_of(text, 'audio', 'source')}: [audio] source: expected mic:NAME, "
                           f"cmd:COMMAND, file:PATH or stdin, got {src!r}")
     b = cfg["mqtt"]["broker"]
-    if b and not re.match(r"^mqtts?://([^@/\s]+@)?[^:/\s]+(:\d+)?/?$", b):
-        raise ConfigError(f"{filename}{_line_of(text, 'mqtt', 'broker')}: [mqtt] broker: expected "
-                          f"mqtt://[user@]host[:port] or mqtts://..., got {b!r}")
+    where = f"{filename}{_line_of(text, 'mqtt', 'broker')}: [mqtt] broker"
+    if re.match(r"^[a-z]+://[^@/\s]*:[^@/\s]*@", b):
+        raise ConfigError(f"{where}: a password in the URL is refused (it would show in logs and process lists); "
+                          f"expected mqtt://[user@]host[:port] with [mqtt] password_file or $SER_MQTT_PASSWORD, "
+                          f"got {mask_url(b)!r}")
+    if b and not re.match(r"^mqtts?://([^@/\s:]+@)?[^:/\s]+(:\d+)?/?$", b):
+        raise ConfigError(f"{where}: expected mqtt://[user@]host[:port] or mqtts://..., got {mask_url(b)!r}")
     pins = cfg["leds"]["rgb_pins"]
     if pins and (len(pins) != 3 or not all(isinstance(p, int) and 0 < p <= 27 for p in pins)):
         raise ConfigError(f"{filename}{_line_of(text, 'leds', 'rgb_pins')}: [leds] rgb_pins: expected three "

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 from . import __version__
-from .config import Config, ConfigError, read_password
+from .config import Config, ConfigError, mask_url, read_password
 from .outbox import Outbox
 
 log = logging.getLogger("ser_edge")
@@ -41,7 +41,7 @@ class BrokerAddress:
 def parse_broker(url: str) -> BrokerAddress:
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ConfigError(f"broker {url!r}: expected mqtt://[user@]host[:port] or mqtts://...")
+        raise ConfigError(f"broker {mask_url(url)!r}: expected mqtt://[user@]host[:port] or mqtts://...")
     tls = u.scheme == "mqtts"
     return BrokerAddress(u.hostname, u.port or (8883 if tls else 1883), tls, u.username)
 

@@ -105,6 +105,8 @@ def test_nan_and_infinite_float_samples(tmp_path):
 @pytest.mark.parametrize("flags,needle", [
     (["--source", "usb"], "expected mic:NAME, cmd:COMMAND, file:PATH or stdin"),
     (["--broker", "http://host"], "expected mqtt://[user@]host[:port]"),
+    (["--broker", "mqtt://u:hunter2@host"], "a password in the URL is refused"),
+    (["--broker", "htp://u:hunter2@host:1883"], "got 'htp://u:***@host:1883'"),
     (["--speed", "-1"], "[audio] speed: expected a number in 0..100000"),
     (["--model", "/nonexistent/model.tflite"], "/nonexistent/model.tflite: cannot read model"),
     (["--source", "file:/nonexistent.wav"], "/nonexistent.wav: cannot open"),
@@ -112,6 +114,7 @@ def test_nan_and_infinite_float_samples(tmp_path):
 def test_run_refuses_bad_flags(tmp_path, flags, needle):
     r = ser_edge("run", "--no-mqtt", "--state-dir", str(tmp_path), "--source", f"file:{SAMPLE}", *flags, timeout=60)
     one_line_error(r, needle)
+    assert "hunter2" not in r.stderr, "a password is never echoed"
 
 
 def test_run_refuses_bad_config_file(tmp_path):
