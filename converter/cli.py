@@ -65,7 +65,8 @@ def cmd_zoo(args) -> int:
     run_dir = Path(args.run_dir or "runs/zoo")
     if args.list:
         for s in zoo.SEEDS.values():
-            print(f"{s.name:22} seed {s.source}  features: {s.features.__name__[5:]:20} paper: {s.paper_claim}")
+            who = f"seed {s.source}" if s.source.isdigit() else "ours  "
+            print(f"{s.name:22} {who}  features: {s.features.__name__[5:]:20} paper: {s.paper_claim}")
         return 0
     rows = []
     if args.run:
