@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     total_bytes = int(args.hours * 3600 * 16000) * 2
     svc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--source", "stdin", "--broker",
                             f"mqtt://127.0.0.1:{port}", "--device-id", "soak", "--state-dir", str(tmp / "state"),
-                            "--stats-interval", "5", "--print-events", "--flush-timeout", "30"],
+                            "--stats-interval", "1", "--print-events", "--flush-timeout", "30"],
                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     t0 = time.monotonic()
@@ -148,8 +148,15 @@ def main(argv=None) -> int:
     sub.disconnect()
     broker.terminate()
 
+    queue_rows = None  # what is left in the durable queue after the service exited
+    db = tmp / "state" / "outbox.sqlite"
+    if db.exists():
+        import sqlite3
+
+        with sqlite3.connect(str(db)) as con:
+            queue_rows = con.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
     audio_s = total_bytes / 2 / 16000
-    warm = [s for s in samples if s["audio_s"] >= 0.1 * audio_s] or samples
+    warm = [s for s in samples if s["audio_s"] >= 0.1 * audio_s]  # after warm-up (by the service's own stats)
     arrived_set = set(arrived)
     result = {
         "hours_of_audio": args.hours, "wall_s": round(wall, 1), "speed_x_realtime": round(audio_s / wall, 1),
@@ -162,15 +169,17 @@ def main(argv=None) -> int:
         "fds_start_end": [warm[0]["fds"], warm[-1]["fds"]] if warm else None,
         "events_produced": len(produced), "events_delivered": len({p for p in produced if p in arrived_set}),
         "duplicates": len(arrived) - len(arrived_set),
-        "queued_at_last_stats": last_stats.get("queued"), "dropped_chunks": last_stats.get("dropped_chunks"),
+        "queue_rows_at_exit": queue_rows, "dropped_chunks": last_stats.get("dropped_chunks"),
         "samples": len(samples),
     }
     checks = {
         "exit 0": svc.returncode == 0,
+        "at least 3 samples after warm-up": len(warm) >= 3,
         "RSS growth < 5 MB after warm-up": result["rss_growth_mb"] is not None and result["rss_growth_mb"] < 5,
         "threads do not grow": bool(warm) and warm[-1]["threads"] <= warm[0]["threads"],
         "fds do not grow": bool(warm) and warm[-1]["fds"] <= warm[0]["fds"],
         "every event delivered": result["events_delivered"] == len(produced) and len(produced) > 0,
+        "queue drained": queue_rows == 0,
     }
     result["checks"] = checks
     result["curve"] = [{k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()}
