@@ -270,10 +270,22 @@ def _features_one(args):
     return [SEEDS[n].features(x) for n in names]
 
 
+def select_utterances(utts, tess_every: int = 1, subset: int = 0):
+    """Every `tess_every`-th TESS file (TESS is two speakers saying 200 words in 7 ways: a quarter keeps
+    its variety at a quarter of the cost), then every `subset`-th utterance (smoke tests)."""
+    keep = np.arange(len(utts))
+    if tess_every > 1:
+        tess = np.array([u.corpus == "tess" for u in utts])
+        keep = keep[~tess | (np.cumsum(tess) % tess_every == 0)]
+    if subset > 1:
+        keep = keep[::subset]
+    return [utts[i] for i in keep]
+
+
 def load_features(names: list[str], data_dir=None, corpora=("ravdess", "tess"), cache_dir=Path("runs/cache"),
-                  workers: int = 2):
+                  workers: int = 2, tess_every: int = 1, subset: int = 0):
     """Per seed: a list of input arrays (n_utterances, ...); plus the utterance table. Cached as .npz."""
-    utts = load_corpora(data_dir, corpora)
+    utts = select_utterances(load_corpora(data_dir, corpora), tess_every, subset)
     out, todo = {}, []
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = f"{len(utts)}-{'-'.join(corpora)}"
@@ -597,16 +609,7 @@ def evaluate_seed(name: str, arrays, y, speakers, genders, settings: ZooSettings
 
 def run(settings: ZooSettings, out_dir: Path, data_dir=None) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    utts, feats = load_features(settings.names, data_dir)
-    keep = np.arange(len(utts))
-    if settings.tess_every > 1:
-        tess = np.array([u.corpus == "tess" for u in utts])
-        keep = keep[~tess | (np.cumsum(tess) % settings.tess_every == 0)]
-    if settings.subset > 1:
-        keep = keep[:: settings.subset]
-    if len(keep) < len(utts):
-        utts = [utts[i] for i in keep]
-        feats = {n: [a[keep] for a in arrays] for n, arrays in feats.items()}
+    utts, feats = load_features(settings.names, data_dir, tess_every=settings.tess_every, subset=settings.subset)
     y = np.array([LABELS.index(u.label) for u in utts])
     speakers = np.array([u.speaker for u in utts])
     genders = np.array([u.gender for u in utts])

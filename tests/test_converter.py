@@ -106,3 +106,29 @@ def test_smoke_path_train_quantize_inspect_analyze(tmp_path, data_dir):
     r = ser_edge("analyze", "--clip", "--model", str(model), str(SAMPLE))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["windows"] > 0
+
+
+def test_zoo_lists_the_seed_architectures_and_runs_one_end_to_end(tmp_path, data_dir):
+    """`ser-convert zoo`: the five papers' architectures are listed; one trains on a tiny subset on
+    the first speaker fold, converts to int8, and is timed with the edge interpreter (no TensorFlow)."""
+    from converter import zoo
+
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "zoo", "--list"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    listed = {line.split()[0] for line in r.stdout.splitlines()}
+    assert {"adrnn_clstm", "acrnn", "lstm_rms_zcr_mfcc", "bilstm_rms_zcr_mfcc", "cnn_lstm_2d_lflb", "cnn_lstm_1d",
+            "cnn1d_zcr_rms_mfcc"} <= listed
+    assert len({s.source for s in zoo.SEEDS.values() if s.source.isdigit()}) == 5
+    run = tmp_path / "zoo"
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "zoo", "--run", "--only", "lstm_rms_zcr_mfcc",
+                        "--subset", "10", "--epochs", "1", "--no-random-split", "--data", str(data_dir),
+                        "--run-dir", str(run)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    row = json.loads((run / "zoo.jsonl").read_text().splitlines()[-1])
+    assert row["folds"][0] == ["ravdess-05", "ravdess-09", "ravdess-10", "ravdess-12"], "the project's fold 1"
+    assert row["params"] == 55816 and row["macs"] > 1e6
+    assert row["int8_status"] == "converted" and row["int8_latency"]["runtime"] == "tflite_runtime"
+    assert 0 <= row["float"]["uar"] <= 1 and 0 <= row["int8"]["uar"] <= 1
+    table = zoo.report_markdown([row], None)
+    assert "`lstm_rms_zcr_mfcc`" in table and "speakers shared" in table
