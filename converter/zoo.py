@@ -661,6 +661,10 @@ def _pct(v):
     return "—" if v is None else f"{100 * v:.1f}"
 
 
+def _num(v, fmt=".2f"):
+    return "—" if v is None else format(v, fmt)
+
+
 def report_markdown(rows: list[dict], ours: dict | None) -> str:
     """The zoo table; `ours` = the shipped model's cross-validation numbers on the same fold."""
     r0 = rows[0]
@@ -673,16 +677,15 @@ def report_markdown(rows: list[dict], ours: dict | None) -> str:
             f"| `{r['name']}` | {'seed ' + r['source'] if r['source'].isdigit() else r['source']} | {r['params']:,} | "
             f"{r['macs'] / 1e6:.1f} M | {r['epochs']} | {_pct(r['float']['accuracy'])} | {_pct(r['float']['uar'])} | "
             f"{'yes' if ok == 'converted' else '**no**'} | {_pct(r.get('int8', {}).get('uar'))} | "
-            f"{(r['int8_bytes'] / 1024) if r.get('int8_bytes') else float('nan'):.0f} | "
+            f"{_num(r['int8_bytes'] / 1024 if r.get('int8_bytes') else None, '.0f')} | "
             f"{_pct(r.get('random_split', {}).get('accuracy'))} | {r['paper_claim']} | "
-            f"{r.get('int8_latency', {}).get('p50_ms', float('nan')):.2f} | "
-            f"{r.get('float_latency', {}).get('p50_ms', float('nan')):.2f} |")
+            f"{_num((r.get('int8_latency') or {}).get('p50_ms'))} | {_num((r.get('float_latency') or {}).get('p50_ms'))} |")
     if ours:
         lines.append(
             f"| **shipped `default.tflite`** (dscnn, full recipe) | ours | {ours['params']:,} | {ours['macs'] / 1e6:.1f} M | "
             f"{ours['epochs']} | — | {_pct(ours['float_uar'])} (window) | yes | {_pct(ours['int8_uar'])} (window), "
             f"**{_pct(ours['int8_clip_uar'])} (clip)** | {ours['int8_bytes'] / 1024:.0f} | — | — | "
-            f"{ours.get('int8_p50_ms') or float('nan'):.2f} | — |")
+            f"{_num(ours.get('int8_p50_ms'))} | — |")
     lines += ["", f"Protocol: fold 1 of the 5 speaker folds used everywhere in this project (held out: "
               f"{'; '.join(' '.join(f) for f in r0['folds'])}; TESS always in training), {r0.get('n_utterances', '?')} "
               "utterances (RAVDESS speech + every 4th TESS file), 8 classes (RAVDESS taxonomy), one input per "
