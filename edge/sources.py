@@ -49,6 +49,7 @@ class Source:
         self.outages = 0  # times the device (or command) was lost
         self.gap_s = 0.0  # seconds without audio while it was lost (finished outages)
         self.lost_since: float | None = None  # monotonic time of the current outage's start
+        self._overflow_logged = -1e9  # when an overflow was last logged
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run_safe, name=f"capture-{self.name}", daemon=True)
 
@@ -71,7 +72,7 @@ class Source:
         """Count an input overflow; log the first one and then at most one a minute."""
         self.overflows += 1
         now = time.monotonic()
-        if now - getattr(self, "_overflow_logged", -1e9) > 60:
+        if now - self._overflow_logged > 60:
             self._overflow_logged = now
             log.warning("input overflow (%s); %d so far", why, self.overflows)
 
