@@ -79,8 +79,8 @@ def cmd_zoo(args) -> int:
     if args.report:
         src = run_dir / "zoo.jsonl"
         rows = [json.loads(line) for line in src.read_text().splitlines()]
-        latest = {r["name"]: r for r in rows}  # last run of each model wins
-        rows = [latest[n] for n in zoo.SEEDS if n in latest]
+        latest = {(r["name"], r["epochs"]): r for r in rows}  # the last run of each model and budget wins
+        rows = sorted(latest.values(), key=lambda r: (list(zoo.SEEDS).index(r["name"]), r["epochs"]))
         ours = zoo.our_model_on_same_folds(rows[0]["folds"])
         table = zoo.report_markdown(rows, ours)
         Path("docs/zoo.json").write_text(json.dumps({"rows": rows, "ours": ours}, indent=1) + "\n")

@@ -69,6 +69,8 @@ def check_int8(path: str) -> list[str]:
             acts = op.inputs[:1] + op.outputs
             if any(t not in ("int8",) for t in acts):
                 problems.append(f"{op.name} runs on {acts}, expected int8 activations")
+        if op.name not in ("QUANTIZE", "DEQUANTIZE") and op.inputs[:1] == ["float32"]:
+            problems.append(f"{op.name} runs in float32 (a float island between QUANTIZE/DEQUANTIZE)")
         if op.name.startswith(FORBIDDEN_OPS):
             problems.append(f"{op.name} is not available in plain tflite-runtime")
     for name, v in mf.op_versions.items():

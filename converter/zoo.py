@@ -676,7 +676,8 @@ def report_markdown(rows: list[dict], ours: dict | None) -> str:
         lines.append(
             f"| `{r['name']}` | {'seed ' + r['source'] if r['source'].isdigit() else r['source']} | {r['params']:,} | "
             f"{r['macs'] / 1e6:.1f} M | {r['epochs']} | {_pct(r['float']['accuracy'])} | {_pct(r['float']['uar'])} | "
-            f"{'yes' if ok == 'converted' else '**no**'} | {_pct(r.get('int8', {}).get('uar'))} | "
+            f"{'yes' if ok == 'converted' else 'partly' if ok.startswith('converted') else '**no**'} | "
+            f"{_pct(r.get('int8', {}).get('uar'))} | "
             f"{_num(r['int8_bytes'] / 1024 if r.get('int8_bytes') else None, '.0f')} | "
             f"{_pct(r.get('random_split', {}).get('accuracy'))} | {r['paper_claim']} | "
             f"{_num((r.get('int8_latency') or {}).get('p50_ms'))} | {_num((r.get('float_latency') or {}).get('p50_ms'))} |")
@@ -695,7 +696,7 @@ def report_markdown(rows: list[dict], ours: dict | None) -> str:
               "papers only. Latency: one thread, tflite-runtime, median of ≥ 10 invokes, x86 (not a Pi).", ""]
     for r in rows:
         if r.get("int8_status") != "converted":
-            lines.append(f"- `{r['name']}` int8: {r.get('int8_status')}")
+            lines.append(f"- `{r['name']}` ({r['epochs']} epochs) int8: {r.get('int8_status')}")
         if r.get("float_status", "converted") != "converted":
             lines.append(f"- `{r['name']}` float .tflite (builtin ops): {r['float_status']}")
     return "\n".join(lines) + "\n"
