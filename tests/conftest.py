@@ -34,11 +34,14 @@ def free_port() -> int:
 class Mosquitto:
     """A real mosquitto on loopback; restartable on the same port."""
 
-    def __init__(self, tmp: Path, port: int, extra_conf: str = ""):
+    def __init__(self, tmp: Path, port: int, extra_conf: str = "", persistent: bool = False):
+        """persistent: sessions and queued QoS 1 messages survive a broker restart (on disk in `tmp`)."""
         self.tmp, self.port = tmp, port
         self.conf = tmp / "mosquitto.conf"
         import getpass
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser {getpass.getuser()}\n{extra_conf}")
+        persistence = f"persistence true\npersistence_location {tmp}/" if persistent else "persistence false"
+        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\n"
+                             f"user {getpass.getuser()}\n{extra_conf}")
         self.proc = None
 
     def start(self):
@@ -104,3 +107,13 @@ def ser_edge(*args, timeout=120, env=None, **kw):
     e = dict(os.environ, OPENBLAS_NUM_THREADS="1", **(env or {}))
     return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=e, cwd=ROOT, **kw)
+
+
+def first_seen_order(items):
+    """Items in order of first arrival (at-least-once delivery may repeat some)."""
+    seen, out = set(), []
+    for i in items:
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE, Mosquitto, Subscriber, free_port, ser_edge
+from conftest import ROOT, SAMPLE, Mosquitto, Subscriber, first_seen_order, free_port, ser_edge
 from edge.audio import read_wav, write_wav
 
 
@@ -27,11 +27,8 @@ def produced_events(stdout):
 
 def assert_all_delivered_in_order(produced, sub):
     got_all = [(e["id"], e["type"]) for e in sub.payloads("/event")]
-    seen, got = set(), []
-    for g in got_all:  # at-least-once: a duplicate may arrive; first arrivals are what counts
-        if g not in seen:
-            seen.add(g)
-            got.append(g)
+    got = first_seen_order(got_all)  # at-least-once: a duplicate may arrive; first arrivals count
+    seen = set(got)
     missing = [p for p in produced if p not in seen]
     assert not missing, f"{len(missing)} of {len(produced)} events never arrived: {missing[:5]}"
     assert [g for g in got if g in set(produced)] == produced, "events arrived out of order"
@@ -54,15 +51,9 @@ def ten_minutes(tmp_path_factory):
     return p
 
 
-def persistent_broker(tmp_path, port):
-    b = Mosquitto(tmp_path, port, extra_conf=f"persistence true\npersistence_location {tmp_path}/\n")
-    b.conf.write_text(b.conf.read_text().replace("persistence false\n", ""))
-    return b
-
-
 def test_ten_broker_restarts_during_a_ten_minute_stream(tmp_path, ten_minutes):
     port = free_port()
-    broker = persistent_broker(tmp_path, port).start()
+    broker = Mosquitto(tmp_path, port, persistent=True).start()
     sub = Subscriber(port, topics=("ser/#",), persistent=True)  # an integration that keeps its session
     sub.c.reconnect_delay_set(0.1, 0.5)
     p = service(f"mqtt://127.0.0.1:{port}", tmp_path, f"file:{ten_minutes}", speed="20")

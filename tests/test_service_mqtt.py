@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SAMPLE, Mosquitto, Subscriber, free_port, ser_edge
+from conftest import ROOT, SAMPLE, Mosquitto, Subscriber, first_seen_order, free_port, ser_edge
 
 jsonschema = pytest.importorskip("jsonschema")
 SCHEMAS = {n: json.loads((ROOT / "edge" / "schemas" / f"{n}.json").read_text()) for n in ("event", "state", "stats")}
@@ -27,15 +27,6 @@ def all_events(stdout):
 def run_args(broker, tmp_path, *extra, source=None, device="t1", speed="0"):
     return ["run", "--source", f"file:{source or SAMPLE}", "--speed", speed, "--broker", broker,
             "--device-id", device, "--state-dir", str(tmp_path / "state"), "--print-events", *extra]
-
-
-def first_seen_order(items):
-    seen, out = set(), []
-    for i in items:
-        if i not in seen:
-            seen.add(i)
-            out.append(i)
-    return out
 
 
 def test_contract_schemas_discovery_and_retained_state(mosquitto, tmp_path):
@@ -133,9 +124,7 @@ def test_broker_down_at_start_then_up_loses_nothing(tmp_path):
 
 def test_broker_restarts_mid_stream_lose_no_events(tmp_path):
     port = free_port()
-    broker = Mosquitto(tmp_path, port, extra_conf="persistence true\npersistence_location " + str(tmp_path) + "/\n")
-    broker.conf.write_text(broker.conf.read_text().replace("persistence false\n", ""))
-    broker.start()
+    broker = Mosquitto(tmp_path, port, persistent=True).start()
     sub = Subscriber(port, topics=("ser/#",), persistent=True)
     sub.c.reconnect_delay_set(0.1, 0.5)
     p = subprocess.Popen([sys.executable, "-m", "edge.cli", *run_args(f"mqtt://127.0.0.1:{port}", tmp_path, speed="4")],
