@@ -55,7 +55,35 @@ def cnn_lstm(frames: int, bands: int, n_classes: int, channels: int = 32, lstm_u
     return keras.Model(inp, out, name="cnn_lstm")
 
 
-ARCHITECTURES = {"dscnn": dscnn, "cnn_lstm": cnn_lstm}
+def dscnn2(frames: int, bands: int, n_classes: int, widths=(32, 48, 64, 96, 128, 160), dropout: float = 0.3,
+           batch_size: int | None = None) -> keras.Model:
+    """The wider MobileNet-style model: a strided full convolution, then depthwise-separable blocks
+    whose resolution halves every other block while the channels grow (params where the positions are
+    few, so MACs stay low); then mean and max over time and frequency, concatenated (a cheap pooling
+    that keeps a short strong cue, which plain averaging dilutes)."""
+    inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
+    x = layers.Conv2D(widths[0], (3, 3), strides=(2, 2), padding="same", use_bias=False)(inp)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for i, w in enumerate(widths[1:]):
+        stride = (2, 2) if i % 2 == 0 else (1, 1)
+        x = layers.DepthwiseConv2D((3, 3), strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Conv2D(w, (1, 1), use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    x = layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="dscnn2")
+
+
+def dscnn2_small(frames, bands, n_classes, batch_size=None):
+    return dscnn2(frames, bands, n_classes, widths=(24, 32, 48, 64, 96, 128), batch_size=batch_size)
+
+
+ARCHITECTURES = {"dscnn": dscnn, "cnn_lstm": cnn_lstm, "dscnn2": dscnn2, "dscnn2_small": dscnn2_small}
 
 
 def build(arch: str, frames: int, bands: int, n_classes: int, batch_size: int | None = None) -> keras.Model:

@@ -15,8 +15,22 @@ def _recipe(args):
     if args.recipe not in RECIPES:
         sys.exit(f"ser-convert: unknown recipe {args.recipe!r}; expected one of {sorted(RECIPES)}")
     r = RECIPES[args.recipe]
-    changes = {k: getattr(args, k) for k in ("arch", "epochs", "folds", "seed", "subset") if getattr(args, k, None) is not None}
+    names = ("arch", "epochs", "folds", "seed", "subset", "max_folds", "normalisation", "window_s", "bands",
+             "steps_per_epoch", "corpora")
+    known = {f.name for f in dataclasses.fields(r)}
+    changes = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    wrong = sorted(set(changes) - known)
+    if wrong:
+        sys.exit(f"ser-convert: recipe {args.recipe!r} has no setting {wrong[0]!r}")
+    if "corpora" in changes:
+        changes["corpora"] = tuple(changes["corpora"])
     return dataclasses.replace(r, **changes)
+
+
+def _is_crop(recipe) -> bool:
+    from .crops import CropRecipe
+
+    return isinstance(recipe, CropRecipe)
 
 
 def cmd_train(args) -> int:
@@ -26,14 +40,19 @@ def cmd_train(args) -> int:
         args.only, args.run, args.report, args.list = [args.arch], True, False, False
         args.no_random_split = not args.random_split
         return cmd_zoo(args)
-    from .train import cross_validate, train_final
-
     recipe = _recipe(args)
+    if _is_crop(recipe):
+        from .crops import cross_validate, train_final
+    else:
+        from .train import cross_validate, train_final
     run = Path(args.run_dir or f"runs/{recipe.arch}-{recipe.hash()}")
     report = None
     if not args.skip_cv:
-        report = cross_validate(recipe, run, args.data, random_split_too=args.random_split)
+        report = cross_validate(recipe, run, args.data, **({} if _is_crop(recipe) else
+                                                             {"random_split_too": args.random_split}))
         print((run / "cv.md").read_text())
+    elif args.cv_report:
+        report = json.loads(Path(args.cv_report).read_text())
     out = Path(args.out or run / "model-int8.tflite")
     train_final(recipe, out, args.data, report)
     print(f"wrote {out} ({out.stat().st_size} bytes); run directory {run}")
@@ -42,11 +61,16 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Cross-validate a recipe (speaker-independent) and write JSON, Markdown and PNGs."""
-    from .train import cross_validate
-
     recipe = _recipe(args)
     run = Path(args.run_dir or f"runs/{recipe.arch}-{recipe.hash()}")
-    cross_validate(recipe, run, args.data, random_split_too=args.random_split)
+    if _is_crop(recipe):
+        from .crops import cross_validate
+
+        cross_validate(recipe, run, args.data)
+    else:
+        from .train import cross_validate
+
+        cross_validate(recipe, run, args.data, random_split_too=args.random_split)
     print((run / "cv.md").read_text())
     return 0
 
@@ -145,12 +169,18 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp):
-        sp.add_argument("--recipe", default="default", help="default, cnn_lstm or smoke")
+        sp.add_argument("--recipe", default="default", help="default, v2, v1, cnn_lstm, smoke or smoke_v2")
         sp.add_argument("--arch", help="dscnn, cnn_lstm, or a seed baseline (ser-convert zoo --list)")
         sp.add_argument("--epochs", type=int)
         sp.add_argument("--folds", type=int)
         sp.add_argument("--seed", type=int)
         sp.add_argument("--subset", type=int, help="every n-th utterance only (quick runs)")
+        sp.add_argument("--max-folds", type=int, help="run only the first n folds (search on one fold)")
+        sp.add_argument("--normalisation", choices=("device", "window_mean"), help="crop recipes: how bands are normalised")
+        sp.add_argument("--window-s", type=float, help="crop recipes: window length in seconds")
+        sp.add_argument("--bands", type=int, help="crop recipes: mel bands")
+        sp.add_argument("--steps-per-epoch", type=int, help="crop recipes: batches per epoch")
+        sp.add_argument("--corpora", nargs="+", help="crop recipes: corpora to train on (ravdess tess nemo urdu)")
         sp.add_argument("--data", help="corpora directory (default $SER_DATA or ../shared/data)")
         sp.add_argument("--run-dir", help="where the run's files go (default runs/<arch>-<recipe hash>)")
         sp.add_argument("--random-split", action="store_true",
@@ -160,6 +190,7 @@ def main(argv=None) -> int:
     common(t)
     t.add_argument("--out", help="model file to write")
     t.add_argument("--skip-cv", action="store_true")
+    t.add_argument("--cv-report", help="with --skip-cv: the cv.json whose numbers go into the model's metadata")
     t.set_defaults(fn=cmd_train)
     e = sub.add_parser("evaluate", help="speaker-independent cross-validation report")
     common(e)

@@ -27,10 +27,15 @@ LABEL_MAP: dict[str, dict[str, str | None]] = {
               "su": "surprised"},
     "emodb": {"N": "neutral", "F": "happy", "T": "sad", "W": "angry", "A": "fearful", "E": "disgust",
               "L": None},  # L = Langeweile (boredom): no counterpart in the taxonomy
+    # nEMO (Polish): no calm, no disgust
+    "nemo": {"neutral": "neutral", "happiness": "happy", "sadness": "sad", "anger": "angry", "fear": "fearful",
+             "surprised": "surprised"},
+    # URDU (talk-show clips): four classes only
+    "urdu": {"N": "neutral", "H": "happy", "S": "sad", "A": "angry"},
 }
 
 EMODB_MALE = {"03", "10", "11", "12", "15"}  # the other five speakers (08, 09, 13, 14, 16) are female
-AUDIO_SUFFIXES = {".wav", ".flac"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
 def default_data_dir() -> Path:
@@ -116,8 +121,47 @@ def load_emodb(root: Path) -> list[Utterance]:
     return out
 
 
+def manifest_genders(root: Path) -> dict[str, str]:
+    """speaker id -> gender from the data set's manifest.csv (next to the corpus folders), if any."""
+    import csv
+
+    path = root.parent / "manifest.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {row["speaker"]: row["gender"] for row in csv.DictReader(f)}
+
+
+NEMO_MALE = {"KS0", "MP0", "SM0", "TP0", "WR0"}  # the corpus's data.tsv; the other four actors are women
+
+
+def load_nemo(root: Path) -> list[Utterance]:
+    """<SPEAKER>_<emotion>_<n>, e.g. KS0_anger_12: nine Polish actors."""
+    genders = manifest_genders(root)
+    out = []
+    for p in _audio_files(root):
+        m = re.fullmatch(r"([A-Z]{2}\d)_([a-z]+)_(\d+)", p.stem)
+        label = LABEL_MAP["nemo"].get(m.group(2)) if m else None
+        if label:
+            spk = f"nemo-{m.group(1)}"
+            gender = genders.get(spk, "male" if m.group(1) in NEMO_MALE else "female")
+            out.append(Utterance(str(p), "nemo", spk, gender, label))
+    return out
+
+
+def load_urdu(root: Path) -> list[Utterance]:
+    """S<G><id>_F<n>_<E><nn>, e.g. SM5_F12_A012: G gender (M/F), id the speaker, E the emotion."""
+    out = []
+    for p in _audio_files(root):
+        m = re.fullmatch(r"S([MF])(\d+)_F\d+_([AHNS])\d+", p.stem)
+        if m:
+            out.append(Utterance(str(p), "urdu", f"urdu-S{m.group(1)}{m.group(2)}",
+                                 "male" if m.group(1) == "M" else "female", LABEL_MAP["urdu"][m.group(3)]))
+    return out
+
+
 LOADERS = {"ravdess": load_ravdess, "tess": load_tess, "cremad": load_cremad, "savee": load_savee,
-           "emodb": load_emodb}
+           "emodb": load_emodb, "nemo": load_nemo, "urdu": load_urdu}
 
 
 def load_corpora(data_dir: str | Path | None = None, corpora=("ravdess", "tess")) -> list[Utterance]:

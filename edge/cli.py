@@ -24,7 +24,7 @@ from . import __version__
 from .audio import AudioError, iter_wav, wav_info
 from .config import Config, ConfigError, load
 from .model import DEFAULT_MODEL, Classifier, ModelError, interpreter_version
-from .pipeline import GateSettings, Pipeline, SmoothingSettings
+from .pipeline import AdaptationSettings, GateSettings, Pipeline, SmoothingSettings
 from .sources import END, SourceError, list_devices, open_source
 
 log = logging.getLogger("ser_edge")
@@ -60,8 +60,9 @@ def load_model(cfg: Config) -> Classifier:
 
 
 def make_pipeline(clf: Classifier, cfg: Config, wall_start: float | None = None) -> Pipeline:
+    adaptation = AdaptationSettings(**{k: cfg["adaptation"][k] for k in ("enabled", "memory_s", "prior_s")})
     return Pipeline(clf, GateSettings(**cfg["gate"]), SmoothingSettings(**cfg["smoothing"]), cfg["model"]["hop_s"],
-                    wall_start=wall_start)
+                    wall_start=wall_start, adaptation=adaptation)
 
 
 def _state_dir(cfg: Config) -> Path:
@@ -135,6 +136,7 @@ class Service:
         self.source = open_source(cfg["audio"]["source"], cfg["audio"]["speed"], cfg["audio"]["chunk_ms"],
                                   cfg["audio"]["queue_chunks"], cfg["audio"]["mic_rate"], cfg["audio"]["reopen_max_s"])
         self.pipeline = make_pipeline(self.clf, cfg)
+        self._load_speech_stats()
         if cfg["mqtt"]["enabled"]:
             from .mqtt import Publisher, safe_id
             from .outbox import Outbox
@@ -153,6 +155,28 @@ class Service:
                  self.clf.path, "int8" if self.clf.is_int8 else "float", len(self.clf.labels), self.clf.runtime,
                  cfg["audio"]["source"], self.device_id)
         self.source.start()
+
+    # -- on-device adaptation: the learnt speech statistics survive restarts ---------------------
+    def _speech_stats_path(self) -> Path:
+        return _state_dir(self.cfg) / "speech-stats.json"
+
+    def _load_speech_stats(self) -> None:
+        st = self.pipeline.speech_stats
+        if st is not None and self.pipeline.adapting and st.load(self._speech_stats_path()):
+            log.info("speech statistics restored: %.0f s of this device's speech", st.speech_s)
+        self.next_stats_save = time.monotonic() + self.cfg["adaptation"]["save_interval_s"]
+
+    def save_speech_stats(self) -> None:
+        pipeline = getattr(self, "pipeline", None)  # None when start-up failed
+        st = pipeline.speech_stats if pipeline else None
+        if st is None or not pipeline.adapting:
+            return
+        try:
+            self._speech_stats_path().parent.mkdir(parents=True, exist_ok=True)
+            st.save(self._speech_stats_path())
+        except OSError as e:
+            log.warning("cannot save speech statistics to %s (%s); they are kept in memory",
+                        self._speech_stats_path(), e.strerror)
 
     def _default_broker(self) -> str:
         """No broker configured: an embedded one on 127.0.0.1:1883 if amqtt is installed and the port is
@@ -194,6 +218,9 @@ class Service:
                 break
             out = self.pipeline.push(chunk)
             self.handle(out)
+            if time.monotonic() >= self.next_stats_save:
+                self.next_stats_save = time.monotonic() + self.cfg["adaptation"]["save_interval_s"]
+                self.save_speech_stats()
             if self.pipeline.dead_mic and not dead_reported:
                 log.warning("microphone input has been silent/constant for %.0f s (dead microphone?)",
                             self.cfg["gate"]["dead_mic_s"])
@@ -237,6 +264,7 @@ class Service:
                 "source_outages": self.source.outages, "source_restarts": self.source.restarts,
                 "source_gap_s": round(self.source.gap_now(), 1), "source_lost": self.source.lost_since is not None,
                 "dead_mic": p.dead_mic,
+                "adapted_speech_s": round(p.speech_stats.speech_s, 1) if p.speech_stats is not None else 0.0,
                 "queued": self.publisher.pending if self.publisher else 0,
                 "dropped_messages": self.outbox.dropped if self.publisher else 0,
                 "queue_errors": self.outbox.write_errors if self.publisher else 0,
@@ -261,11 +289,15 @@ class Service:
             log.error("reload refused, keeping the running config and model: %s", e)
             return
         self.handle(self.pipeline.finish())
+        self.save_speech_stats()
         pipeline.samples = self.pipeline.samples
+        if pipeline.speech_stats is not None and self.pipeline.speech_stats is not None:
+            pipeline.speech_stats.load_dict(self.pipeline.speech_stats.to_dict())  # same prior: carried over
         self.cfg, self.clf, self.pipeline = cfg, clf, pipeline
         log.info("reloaded config %s and model %s", path or "(defaults)", clf.path)
 
     def shutdown(self, flush_s: float = 10.0) -> None:
+        self.save_speech_stats()
         if self.publisher:
             self.publish_stats()
             delivered = self.publisher.flush(flush_s)

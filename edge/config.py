@@ -68,6 +68,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "end_after_s": Key((int, float), 2.0, "silence that ends an ongoing event", min=0, max=600),
         "update_interval_s": Key((int, float), 5.0, "at most one 'update' per event this often", min=0, max=3600),
     },
+    "adaptation": {
+        "enabled": Key(bool, True, "learn this device's speech statistics (models with 'device' normalisation)"),
+        "memory_s": Key((int, float), 1800.0, "seconds of speech after which old speech has faded (time constant)",
+                        min=60, max=10_000_000),
+        "prior_s": Key((int, float), 30.0, "the training statistics count as this many seconds of speech at first",
+                       min=1, max=100_000),
+        "save_interval_s": Key((int, float), 300.0, "how often the statistics are saved to the state directory",
+                               min=10, max=86400),
+    },
     "mqtt": {
         "enabled": Key(bool, True, "publish to MQTT"),
         "broker": Key(str, "", "mqtt://[user@]host[:port] or mqtts://...; empty = embedded broker on 127.0.0.1:1883 "

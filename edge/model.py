@@ -170,8 +170,10 @@ class ModelMetadata:
     features:     the front end's settings (edge.features.FeatureConfig)
     window_s / hop_s: the analysis window the model sees, and how often it is evaluated
     frames:       feature frames per window (= features.frames_for(window_s))
-    normalisation: "window_mean" (subtract each band's mean over the window, then divide by `scale`)
-                  or "global" (subtract `mean`, divide by `scale`, per band). Either way log energies are
+    normalisation: "window_mean" (subtract each band's mean over the window, then divide by `scale`),
+                  "global" (subtract `mean`, divide by `scale`, per band) or "device" (subtract the
+                  running mean of this device's speech, divide by its running std, per band; `mean`
+                  and `scale` are the training prior they start from, see edge.adapt). Either way log energies are
                   first floored at `floor_db` below the window's maximum, so digital silence cannot
                   produce huge negative values.
     mean, scale:  per-band statistics from the training data
@@ -203,13 +205,17 @@ class ModelMetadata:
         d["features"] = FeatureConfig.from_dict(d["features"])
         return cls(**d)
 
-    def normalise(self, window: np.ndarray) -> np.ndarray:
-        """(frames, bands) features of one window -> the model's float input."""
+    def normalise(self, window: np.ndarray, stats=None) -> np.ndarray:
+        """(frames, bands) features of one window -> the model's float input. `stats` (an
+        edge.adapt.SpeechStats) is used by "device" normalisation; without it the training prior is."""
         w = np.asarray(window, np.float64)
         if self.features.kind == "logfbank" and self.floor_db:
             w = np.maximum(w, w.max() - self.floor_db * np.log(10) / 10)  # dB -> natural log of power
         if self.normalisation == "window_mean":
             w = w - w.mean(axis=0)
+        elif self.normalisation == "device":  # this device's running speech statistics (edge.adapt)
+            mean, std = (stats.mean, stats.std) if stats is not None else (self.mean, self.scale)
+            return ((w - np.asarray(mean)) / np.asarray(std)).astype(np.float32)
         elif self.normalisation == "global":
             w = w - np.asarray(self.mean)
         scale = np.asarray(self.scale) if self.scale else 1.0
@@ -327,9 +333,9 @@ class Classifier:
         q = np.round(x / self._in_scale + self._in_zero)
         return np.clip(q, -128, 127).astype(np.int8)
 
-    def predict(self, window_features: np.ndarray) -> np.ndarray:
+    def predict(self, window_features: np.ndarray, stats=None) -> np.ndarray:
         """(frames, bands) raw features of one window -> probabilities (len(labels),)."""
-        return self.predict_normalised(self.meta.normalise(window_features))
+        return self.predict_normalised(self.meta.normalise(window_features, stats))
 
     def predict_normalised(self, x: np.ndarray) -> np.ndarray:
         """Model input already normalised (float) -> probabilities."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SCHEMA
+from .adapt import SpeechStats, speech_frames
 from .features import MfccStream
 from .model import Classifier
 
@@ -43,6 +44,13 @@ class SmoothingSettings:
     min_duration_s: float = _default("smoothing", "min_duration_s")
     end_after_s: float = _default("smoothing", "end_after_s")
     update_interval_s: float = _default("smoothing", "update_interval_s")
+
+
+@dataclass
+class AdaptationSettings:
+    enabled: bool = _default("adaptation", "enabled")
+    memory_s: float = _default("adaptation", "memory_s")
+    prior_s: float = _default("adaptation", "prior_s")
 
 
 @dataclass
@@ -211,9 +219,16 @@ class Pipeline:
 
     def __init__(self, classifier: Classifier, gate: GateSettings = GateSettings(),
                  smoothing: SmoothingSettings = SmoothingSettings(), hop_s: float = 0.0,
-                 wall_start: float | None = None):
+                 wall_start: float | None = None, adaptation: AdaptationSettings = AdaptationSettings()):
         self.clf = classifier
         meta = classifier.meta
+        # a model trained on "device" normalisation learns this device's speech statistics as it listens;
+        # with adaptation disabled it keeps the training prior
+        self.speech_stats: SpeechStats | None = None
+        self.adapting = False
+        if meta.normalisation == "device":
+            self.speech_stats = SpeechStats(meta.mean, meta.scale, adaptation.prior_s, adaptation.memory_s)
+            self.adapting = adaptation.enabled
         self.cfg = meta.features
         self.stream = MfccStream(self.cfg)
         self.window_frames = meta.frames
@@ -307,8 +322,12 @@ class Pipeline:
         inf_ms = 0.0
         if speech:
             t0 = time.perf_counter()
-            scores = self.clf.predict(np.stack(self.frames))
+            window = np.stack(self.frames)
+            scores = self.clf.predict(window, self.speech_stats)
             inf_ms = (time.perf_counter() - t0) * 1000
+            if self.adapting:  # learn from the newest hop's speech frames, after scoring them
+                new = window[-self.hop_frames :]
+                self.speech_stats.add(new[speech_frames(window)[-self.hop_frames :]])
             self.inference_ms.append(inf_ms)
             self.inference_ms_total += inf_ms
             smoothed = self.smoother.update(scores)

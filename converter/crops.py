@@ -1,0 +1,413 @@
+"""Crop training: windows cut anew every epoch from whole-utterance features, at any alignment.
+
+The second-generation recipe (see docs/RESULTS.md §10). Against the first (`train.py`: a few fixed
+windows per utterance) it adds: every alignment of the window on the speech, four corpora, SpecAugment,
+mixup and label smoothing, and the choice of normalisation — per window (`window_mean`) or by the
+running statistics of the device's own speech (`device`, edge.adapt), simulated in training per
+speaker and in evaluation by streaming each held-out speaker's utterances in a random order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge import features as F
+from edge.adapt import SpeechStats, speech_frames
+from edge.model import Classifier, ModelMetadata
+
+from . import architectures, evaluate, quantize, spectra
+from .corpora import LABELS, load_corpora, summary
+
+LICENCES = {"ravdess": "RAVDESS (Livingstone & Russo 2018), CC BY-NC-SA 4.0",
+            "tess": "TESS (Dupuis & Pichora-Fuller 2010), CC BY-NC-ND 4.0",
+            "nemo": "nEMO (Christop 2024), CC BY-NC-SA 4.0",
+            "urdu": "URDU (Latif et al. 2018), research use only"}
+OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # evaluation alignments around the speech centre
+
+
+@dataclass
+class CropRecipe:
+    arch: str = "dscnn2"
+    bands: int = 64
+    window_s: float = 3.0
+    hop_s: float = 0.5
+    normalisation: str = "device"  # or "window_mean"
+    corpora: tuple = ("ravdess", "tess", "nemo", "urdu")
+    epochs: int = 40
+    steps_per_epoch: int = 0  # 0: one pass's worth of the training utterances
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    label_smoothing: float = 0.1
+    mixup: float = 0.2  # probability that a batch is mixed (Beta(0.4, 0.4) weights)
+    spec_augment: bool = True
+    n_aug: int = 2
+    clean_fraction: float = 0.4  # share of training windows from the clean copy (the rest augmented)
+    stats_jitter: float = 0.15  # noise on the device statistics in training (a device's estimate is rough)
+    prior_s: float = 30.0
+    seed: int = 0
+    folds: int = 5
+    max_folds: int = 0
+    subset: int = 0
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    def feature_config(self) -> F.FeatureConfig:
+        return F.FeatureConfig(kind="logfbank", nfilt=self.bands, nfft=512, winfunc="hamming", preemph=0.97)
+
+    def metadata(self, prior_mean=None, prior_std=None, extra: dict | None = None) -> ModelMetadata:
+        cfg = self.feature_config()
+        if self.normalisation == "device":
+            mean, scale = list(map(float, prior_mean)), list(map(float, prior_std))
+        else:
+            mean, scale = [], [4.0] * self.bands
+        return ModelMetadata(labels=list(LABELS), features=cfg, window_s=self.window_s, hop_s=self.hop_s,
+                             frames=cfg.frames_for(self.window_s), normalisation=self.normalisation,
+                             mean=mean, scale=scale, extra=extra or {})
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class Corpus:
+    """The utterances of a run, their features, and their labels and groups as arrays."""
+
+    utts: list
+    sp: spectra.Spectra
+    y: np.ndarray
+    speaker: np.ndarray
+    gender: np.ndarray
+    corpus: np.ndarray
+
+
+ALL_CORPORA = ("ravdess", "tess", "nemo", "urdu")
+
+
+def load(recipe: CropRecipe, data_dir=None, progress=True) -> Corpus:
+    """Every corpus the data directory has (one feature cache for all recipes); recipes then pick
+    theirs with `in_recipe`."""
+    utts = load_corpora(data_dir, ALL_CORPORA)
+    if recipe.subset > 1:
+        utts = utts[:: recipe.subset]
+    print(summary(utts), flush=True)
+    sp = spectra.build(utts, recipe.feature_config(), n_aug=recipe.n_aug, seed=recipe.seed, progress=progress)
+    lab = {n: i for i, n in enumerate(LABELS)}
+    return Corpus(utts, sp, np.array([lab[u.label] for u in utts]), np.array([u.speaker for u in utts]),
+                  np.array([u.gender for u in utts]), np.array([u.corpus for u in utts]))
+
+
+def in_recipe(c: Corpus, recipe: CropRecipe) -> np.ndarray:
+    return np.isin(c.corpus, recipe.corpora)
+
+
+def prior_stats(c: Corpus, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per band of the clean speech frames of utterances `idx` (the device's prior)."""
+    rows = np.concatenate([c.sp.get(i, 0)[c.sp.speech_mask(i, 0)] for i in idx]).astype(np.float64)
+    return rows.mean(axis=0), rows.std(axis=0)
+
+
+def speaker_stats(c: Corpus, idx: np.ndarray, prior, recipe: CropRecipe, copies) -> dict:
+    """(speaker, copy) -> SpeechStats after that speaker's speech in that copy (a simulated device that
+    has heard all of them). Augmented copies share one entry per speaker: their channels differ per
+    utterance, which the stats cannot know (a rough estimate, like a device's)."""
+    out = {}
+    rng = np.random.default_rng(recipe.seed)
+    for spk in sorted(set(c.speaker[idx].tolist())):
+        mine = idx[c.speaker[idx] == spk]
+        for kind, cs in copies.items():
+            st = SpeechStats(*prior, prior_s=recipe.prior_s)
+            for i in rng.permutation(mine):
+                for cc in cs:
+                    st.add(c.sp.get(i, cc)[c.sp.speech_mask(i, cc)])
+            out[(spk, kind)] = (st.mean.astype(np.float32), st.std.astype(np.float32))
+    return out
+
+
+def cut(frames: np.ndarray, centre: int, length: int, rng) -> np.ndarray:
+    """`length` rows around row `centre`; outside the recording, its quietest level (a room's floor)."""
+    start = centre - length // 2
+    out = np.empty((length, frames.shape[1]), np.float32)
+    floor = frames.min(axis=0).astype(np.float32)
+    out[:] = floor + rng.standard_normal((length, frames.shape[1])).astype(np.float32) * 0.5
+    a, b = max(0, start), min(len(frames), start + length)
+    if b > a:
+        out[a - start : b - start] = frames[a:b]
+    return out
+
+
+def speech_centre(mask: np.ndarray) -> int:
+    idx = np.flatnonzero(mask)
+    return int((idx[0] + idx[-1]) // 2) if len(idx) else len(mask) // 2
+
+
+class Sampler:
+    """Batches of training windows: a weighted draw of utterances (classes, genders and corpora
+    balanced), a copy (clean or augmented), a random alignment, normalisation, SpecAugment, mixup."""
+
+    def __init__(self, c: Corpus, idx: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, stats: dict | None):
+        self.c, self.idx, self.meta, self.r, self.stats = c, idx, meta, recipe, stats
+        w = np.ones(len(idx))
+        for groups in (c.y[idx], c.gender[idx], c.corpus[idx]):
+            vals, counts = np.unique(groups, return_counts=True)
+            freq = dict(zip(vals.tolist(), counts.tolist()))
+            w *= np.array([1.0 / freq[g] for g in groups.tolist()])
+        # corpora count as wholes: each corpus gets an equal share, then classes and genders within it
+        self.p = w / w.sum()
+        self.rng = np.random.default_rng(recipe.seed + 7)
+        self.frames = meta.frames
+
+    def window(self, i: int, rng) -> np.ndarray:
+        c, r = self.c, self.r
+        copy = 0 if (rng.random() < r.clean_fraction or c.sp.copies <= 2) else int(rng.integers(2, c.sp.copies))
+        feat = c.sp.get(i, copy).astype(np.float32)
+        mask = c.sp.speech_mask(i, copy)
+        sidx = np.flatnonzero(mask)
+        lo, hi = (sidx[0], sidx[-1]) if len(sidx) else (0, len(feat) - 1)
+        q = self.frames // 4
+        centre = int(rng.integers(lo - q, hi + q + 1))
+        w = cut(feat, centre, self.frames, rng)
+        if r.normalisation == "device":
+            mean, std = self.stats[(c.speaker[i], "clean" if copy == 0 else "aug")]
+            mean = mean + rng.standard_normal(len(mean)).astype(np.float32) * r.stats_jitter
+            w = np.maximum(w, w.max() - self.meta.floor_db * np.log(10) / 10)
+            x = (w - mean) / std
+        else:
+            x = self.meta.normalise(w)
+        if r.spec_augment:
+            for _ in range(2):
+                f0, fw = int(rng.integers(0, x.shape[1])), int(rng.integers(0, x.shape[1] // 8 + 1))
+                x[:, f0 : f0 + fw] = 0.0 if r.normalisation == "device" else x[:, f0 : f0 + fw].mean()
+                t0, tw = int(rng.integers(0, x.shape[0])), int(rng.integers(0, x.shape[0] // 10 + 1))
+                x[t0 : t0 + tw] = 0.0 if r.normalisation == "device" else x[t0 : t0 + tw].mean()
+        return x
+
+    def batch(self):
+        r, rng = self.r, self.rng
+        pick = rng.choice(self.idx, size=r.batch_size, p=self.p)
+        x = np.stack([self.window(i, rng) for i in pick])
+        y = np.full((len(pick), len(LABELS)), r.label_smoothing / len(LABELS), np.float32)
+        y[np.arange(len(pick)), self.c.y[pick]] += 1.0 - r.label_smoothing
+        if r.mixup and rng.random() < r.mixup:
+            lam = rng.beta(0.4, 0.4, size=(len(pick), 1)).astype(np.float32)
+            lam = np.maximum(lam, 1 - lam)  # the first sample stays the main one
+            perm = rng.permutation(len(pick))
+            x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]
+            y = lam * y + (1 - lam) * y[perm]
+        return x[..., None], y
+
+    def __iter__(self):
+        while True:
+            yield self.batch()
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+
+
+def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
+    tf = architectures.tf
+    from .train import set_seeds
+
+    set_seeds(recipe.seed)
+    model = architectures.build(recipe.arch, sampler.frames, recipe.bands, len(LABELS))
+    steps = recipe.steps_per_epoch or max(1, len(sampler.idx) // recipe.batch_size)
+    lr = tf.keras.optimizers.schedules.CosineDecay(recipe.learning_rate, steps * recipe.epochs, warmup_target=None)
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=tf.keras.losses.CategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter(sampler), output_signature=(tf.TensorSpec((None, sampler.frames, recipe.bands, 1), tf.float32),
+                                                 tf.TensorSpec((None, len(LABELS)), tf.float32))).prefetch(4)
+    hist = model.fit(ds, steps_per_epoch=steps, epochs=recipe.epochs, verbose=verbose, validation_data=val)
+    return model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation: each held-out speaker as a device
+
+
+def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, prior, copy: int = 0,
+                 seed: int = 0):
+    """Normalised windows of the test utterances at every alignment: (n, len(OFFSETS_S), frames, bands).
+
+    "device" normalisation streams each held-out speaker's utterances in a random order through a fresh
+    SpeechStats (the prior only at first); each utterance is normalised with what the device had learnt
+    *before* it, then its speech is added: no utterance sees its own statistics."""
+    rng = np.random.default_rng(seed)
+    rate = int(round(1 / meta.features.winstep))
+    out = np.zeros((len(test), len(OFFSETS_S), meta.frames, recipe.bands), np.float32)
+    speech_s_before = np.zeros(len(test))
+    pos = {int(i): k for k, i in enumerate(test)}
+    for spk in sorted(set(c.speaker[test].tolist())):
+        st = SpeechStats(*prior, prior_s=recipe.prior_s) if recipe.normalisation == "device" else None
+        for i in rng.permutation(test[c.speaker[test] == spk]):
+            feat = c.sp.get(i, copy).astype(np.float32)
+            mask = c.sp.speech_mask(i, copy)
+            centre = speech_centre(mask)
+            k = pos[int(i)]
+            for j, o in enumerate(OFFSETS_S):
+                out[k, j] = meta.normalise(cut(feat, centre + int(o * rate), meta.frames, np.random.default_rng(i)), st)
+            if st is not None:
+                speech_s_before[k] = st.speech_s
+                st.add(feat[mask])
+    return out, speech_s_before
+
+
+def predict_float(model, x: np.ndarray) -> np.ndarray:
+    return model.predict(x.reshape(-1, *x.shape[-2:], 1), batch_size=256, verbose=0).reshape(*x.shape[:-2], -1)
+
+
+def predict_tflite(path, x: np.ndarray) -> np.ndarray:
+    clf = Classifier(path)
+    flat = x.reshape(-1, *x.shape[-2:])
+    return np.stack([clf.predict_normalised(w) for w in flat]).reshape(*x.shape[:-2], -1)
+
+
+def scores(y, p_windows: np.ndarray, groups: dict) -> dict:
+    """centred, clip (mean of the alignments) and any-alignment metrics, overall and per group."""
+    centre = OFFSETS_S.index(0.0)
+    res = {}
+    for name, pred, yy, idx_fn in (
+            ("centred", np.argmax(p_windows[:, centre], 1), y, lambda g: g),
+            ("clip", np.argmax(p_windows.mean(axis=1), 1), y, lambda g: g),
+            ("any_alignment", np.argmax(p_windows, 2).ravel(), np.repeat(y, p_windows.shape[1]),
+             lambda g: np.repeat(g, p_windows.shape[1]))):
+        res[name] = {"all": evaluate.metrics(yy, pred, LABELS)}
+        for gname, g in groups.items():
+            res[name][f"by_{gname}"] = evaluate.grouped(yy, pred, idx_fn(g), LABELS)
+    return res
+
+
+def write_model(model, recipe: CropRecipe, x_rep: np.ndarray, meta: ModelMetadata, path: Path, int8=True) -> Path:
+    tfl = quantize.to_tflite(model, recipe.arch, x_rep, int8=int8)
+    path.write_bytes(quantize.embed_metadata(tfl, meta))
+    return path
+
+
+def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray, out_dir: Path, tag: str,
+             verbose: int = 2) -> dict:
+    """Train on `train`, score `test` (float and int8; clean and 4 kHz low-pass). Returns predictions."""
+    t0 = time.time()
+    prior = prior_stats(c, train)
+    meta = recipe.metadata(*prior, extra={"arch": recipe.arch, "recipe": dataclasses.asdict(recipe),
+                                          "recipe_hash": recipe.hash(), "fold": tag})
+    stats = speaker_stats(c, train, prior, recipe, {"clean": [0], "aug": list(range(2, c.sp.copies))}) \
+        if recipe.normalisation == "device" else None
+    sampler = Sampler(c, train, meta, recipe, stats)
+    model, hist = fit(recipe, sampler, verbose)
+    rep = np.concatenate([sampler.batch()[0][..., 0] for _ in range(6)])[:300]
+    int8_path = write_model(model, recipe, rep, meta, out_dir / f"{tag}-int8.tflite")
+    x, before = eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed)
+    x_lp, _ = eval_windows(c, test, meta, recipe, prior, copy=1, seed=recipe.seed)
+    p = {"float": predict_float(model, x), "int8": predict_tflite(int8_path, x),
+         "int8_lowpass": predict_tflite(int8_path, x_lp)}
+    return {"p": p, "hist": hist, "minutes": (time.time() - t0) / 60, "params": int(model.count_params()),
+            "int8_bytes": int8_path.stat().st_size, "speech_s_before": before, "model": model, "prior": prior,
+            "meta": meta, "rep": rep, "int8_path": str(int8_path)}
+
+
+def ravdess_folds(c: Corpus, k: int, seed: int) -> list[list[str]]:
+    from .dataset import speaker_folds
+
+    return speaker_folds(c.speaker, c.gender, k, seed)
+
+
+def cross_validate(recipe: CropRecipe, out_dir: Path, data_dir=None, verbose: int = 2) -> dict:
+    """Speaker-independent k-fold CV on RAVDESS actors (the other corpora always train)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "recipe.json").write_text(json.dumps(dataclasses.asdict(recipe), indent=2))
+    c = load(recipe, data_dir)
+    folds = ravdess_folds(c, recipe.folds, recipe.seed)
+    if recipe.max_folds:
+        folds = folds[: recipe.max_folds]
+    ys, ps, idxs, rows, hists = [], {"float": [], "int8": [], "int8_lowpass": []}, [], [], []
+    sizes = {}
+    for k, held_out in enumerate(folds):
+        test = np.flatnonzero(np.isin(c.speaker, held_out))
+        train = np.flatnonzero(~np.isin(c.speaker, held_out) & in_recipe(c, recipe))
+        print(f"fold {k + 1}/{len(folds)}: held out {held_out}; {len(train)} training utterances", flush=True)
+        r = run_fold(recipe, c, train, test, out_dir, f"fold{k}", verbose)
+        for key in ps:
+            ps[key].append(r["p"][key])
+        ys.append(c.y[test])
+        idxs.append(test)
+        hists.append(r["hist"])
+        sizes = {"params": r["params"], "int8_bytes": r["int8_bytes"]}
+        s = scores(c.y[test], r["p"]["int8"], {})
+        row = {"fold": k, "held_out": " ".join(held_out), "minutes": round(r["minutes"], 1),
+               "int8 centred UAR": s["centred"]["all"]["uar"], "int8 clip UAR": s["clip"]["all"]["uar"],
+               "int8 any-alignment UAR": s["any_alignment"]["all"]["uar"],
+               "float clip UAR": scores(c.y[test], r["p"]["float"], {})["clip"]["all"]["uar"],
+               "agreement": evaluate.agreement(r["p"]["float"].reshape(-1, len(LABELS)),
+                                               r["p"]["int8"].reshape(-1, len(LABELS)))}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        np.savez(out_dir / f"fold{k}-predictions.npz", test=test, y=c.y[test], **r["p"])
+    y = np.concatenate(ys)
+    idx = np.concatenate(idxs)
+    groups = {"gender": c.gender[idx]}
+    report = {"recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(), "folds": folds, "sizes": sizes,
+              "split": "speaker-independent (RAVDESS actors held out; other corpora always in training)",
+              "fold_rows": rows, "histories": hists}
+    for key, plist in ps.items():
+        report[key] = scores(y, np.concatenate(plist), groups)
+    report["int8_float_agreement"] = evaluate.agreement(np.concatenate(ps["float"]).reshape(-1, len(LABELS)),
+                                                        np.concatenate(ps["int8"]).reshape(-1, len(LABELS)))
+    evaluate.write_json(report, out_dir / "cv.json")
+    write_cv_report(report, out_dir)
+    return report
+
+
+def write_cv_report(r: dict, out_dir: Path) -> None:
+    lines = [f"# Cross-validation: {r['recipe']['arch']} (crop recipe {r['recipe_hash']})", "",
+             f"Split: {r['split']}. Folds: {len(r['folds'])}. Window {r['recipe']['window_s']} s, "
+             f"{r['recipe']['bands']} bands, normalisation {r['recipe']['normalisation']}.", "",
+             "| | centred UAR | clip UAR | any-alignment UAR | clip UAR men / women | clip accuracy |",
+             "|---|---|---|---|---|---|"]
+    for key in ("float", "int8", "int8_lowpass"):
+        s = r[key]
+        g = s["clip"]["by_gender"]
+        lines.append(f"| {key.replace('_', ' ')} | {s['centred']['all']['uar']:.3f} | {s['clip']['all']['uar']:.3f} | "
+                     f"{s['any_alignment']['all']['uar']:.3f} | {g.get('male', {}).get('uar', float('nan')):.3f} / "
+                     f"{g.get('female', {}).get('uar', float('nan')):.3f} | {s['clip']['all']['accuracy']:.3f} |")
+    pc = r["int8"]["clip"]["all"]["per_class"]
+    lines += ["", "int8 clip recall per class: " + ", ".join(f"{k} {v['recall']:.2f}" for k, v in pc.items()),
+              f"int8 vs float top-1 agreement (every window): {r['int8_float_agreement']:.3f}",
+              f"Sizes: {r['sizes']}", "", evaluate.markdown_table(r["fold_rows"], list(r["fold_rows"][0].keys()))]
+    (out_dir / "cv.md").write_text("\n".join(lines) + "\n")
+
+
+def train_final(recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: dict | None = None,
+                verbose: int = 2) -> Path:
+    """Train on every utterance of the recipe's corpora and write the int8 model with its metadata."""
+    c = load(recipe, data_dir)
+    idx = np.flatnonzero(in_recipe(c, recipe))
+    prior = prior_stats(c, idx)
+    extra = {"arch": recipe.arch, "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
+             "version": "0.2.0", "training_data": [LICENCES.get(k, k) for k in recipe.corpora],
+             "trained_on": summary([c.utts[i] for i in idx]),
+             "licence_note": "trained on non-commercial / research-only corpora: research and non-commercial use only"}
+    if cv_report:
+        extra["cv"] = {k: {m: cv_report[k][m]["all"]["uar"] for m in ("centred", "clip", "any_alignment")}
+                       for k in ("float", "int8", "int8_lowpass")}
+        extra["cv"]["split"] = cv_report["split"]
+    meta = recipe.metadata(*prior, extra=extra)
+    stats = speaker_stats(c, idx, prior, recipe, {"clean": [0], "aug": list(range(2, c.sp.copies))}) \
+        if recipe.normalisation == "device" else None
+    sampler = Sampler(c, idx, meta, recipe, stats)
+    model, _ = fit(recipe, sampler, verbose)
+    rep = np.concatenate([sampler.batch()[0][..., 0] for _ in range(6)])[:300]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_model(model, recipe, rep, meta, out_path)
+    problems = quantize.check_int8(str(out_path))
+    if problems:
+        raise RuntimeError(f"{out_path}: not a clean full-int8 model: {problems}")
+    return out_path
