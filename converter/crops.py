@@ -43,7 +43,7 @@ class CropRecipe:
     epochs: int = 40
     steps_per_epoch: int = 0  # 0: one pass's worth of the training utterances
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3
     label_smoothing: float = 0.1
     mixup: float = 0.2  # probability that a batch is mixed (Beta(0.4, 0.4) weights)
     spec_augment: bool = True
@@ -184,10 +184,11 @@ class Sampler:
             x = self.meta.normalise(w)
         if r.spec_augment:
             for _ in range(2):
+                # masks set to 0: the mean of a normalised band (either normalisation)
                 f0, fw = int(rng.integers(0, x.shape[1])), int(rng.integers(0, x.shape[1] // 8 + 1))
-                x[:, f0 : f0 + fw] = 0.0 if r.normalisation == "device" else x[:, f0 : f0 + fw].mean()
+                x[:, f0 : f0 + fw] = 0.0
                 t0, tw = int(rng.integers(0, x.shape[0])), int(rng.integers(0, x.shape[0] // 10 + 1))
-                x[t0 : t0 + tw] = 0.0 if r.normalisation == "device" else x[t0 : t0 + tw].mean()
+                x[t0 : t0 + tw] = 0.0
         return x
 
     def batch(self):

@@ -51,8 +51,8 @@ def _recipes() -> dict:
     from .crops import CropRecipe
 
     return {
-        "default": CropRecipe(steps_per_epoch=100, epochs=20),  # the shipped model (docs/RESULTS.md §10)
-        "v2": CropRecipe(steps_per_epoch=100, epochs=20),
+        "default": CropRecipe(steps_per_epoch=100, epochs=15),  # the shipped model (docs/RESULTS.md §10)
+        "v2": CropRecipe(steps_per_epoch=100, epochs=15),
         "v1": Recipe(epochs=24),  # the first shipped model (2 s windows, per-window normalisation)
         "cnn_lstm": Recipe(arch="cnn_lstm"),
         "smoke": Recipe(epochs=1, subset=20, folds=2, max_folds=1, n_aug=1),

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, SAMPLE, ser_edge
 
 pytest.importorskip("tensorflow")
-from converter import augment  # noqa: E402
+from converter import augment, corpora  # noqa: E402
 from converter.corpora import LABELS, load_cremad, load_emodb, load_ravdess, load_savee, load_tess  # noqa: E402
 from converter.dataset import random_split, speaker_folds  # noqa: E402
 from converter.train import sample_weights  # noqa: E402
@@ -46,6 +46,24 @@ def test_ravdess_and_tess_loaders_on_the_shared_data(data_dir):
     assert len(r) == 1200 and {u.label for u in r} == set(LABELS)
     assert {u.gender for u in r if u.speaker == "ravdess-01"} == {"male"}
     assert len(t) >= 2790 and {u.speaker for u in t} == {"tess-OAF", "tess-YAF"} and "calm" not in {u.label for u in t}
+
+
+def test_nemo_and_urdu_loaders_on_the_shared_data(data_dir):
+    """Speaker ids, gender (the manifest's) and labels mapped into the taxonomy; classes a corpus lacks
+    never appear."""
+    if not (data_dir / "nemo").is_dir() or not (data_dir / "urdu").is_dir():
+        pytest.skip("nEMO / URDU not in the data directory")
+    import csv
+
+    nemo = corpora.load_corpora(data_dir, ("nemo",))
+    urdu = corpora.load_corpora(data_dir, ("urdu",))
+    assert len(nemo) == 4481 and len({u.speaker for u in nemo}) == 9
+    assert {u.label for u in nemo} == {"neutral", "happy", "sad", "angry", "fearful", "surprised"}
+    assert len(urdu) == 400 and {u.label for u in urdu} == {"neutral", "happy", "sad", "angry"}
+    with open(data_dir / "manifest.csv", newline="") as f:
+        gender = {row["speaker"]: row["gender"] for row in csv.DictReader(f)}
+    assert all(u.gender == gender[u.speaker] for u in nemo + urdu)
+    assert {u.speaker for u in nemo if u.gender == "male"} == {f"nemo-{s}" for s in ("KS0", "MP0", "SM0", "TP0", "WR0")}
 
 
 def test_folds_are_speaker_disjoint_and_gender_balanced():
@@ -132,3 +150,23 @@ def test_zoo_lists_the_seed_architectures_and_runs_one_end_to_end(tmp_path, data
     assert 0 <= row["float"]["uar"] <= 1 and 0 <= row["int8"]["uar"] <= 1
     table = zoo.report_markdown([row], None)
     assert "`lstm_rms_zcr_mfcc`" in table and "speakers shared" in table
+
+
+@pytest.mark.slow
+def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
+    """The v2 (crop) recipe end to end on a subset: CV with device normalisation simulated per held-out
+    speaker, an int8 model that carries its prior, and the edge runtime adapting with it."""
+    model = tmp_path / "v2.tflite"
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "train", "--recipe", "smoke_v2", "--run-dir",
+                        str(tmp_path / "run"), "--out", str(model), "--data", str(data_dir)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cv = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert "speaker-independent" in cv["split"]
+    assert {"centred", "clip", "any_alignment"} <= set(cv["int8"]) and "by_gender" in cv["int8"]["clip"]
+    from edge.model import Classifier
+
+    clf = Classifier(model)
+    assert clf.is_int8 and clf.meta.normalisation == "device" and len(clf.meta.mean) == clf.meta.features.nfilt
+    r = ser_edge("analyze", "--clip", "--model", str(model), str(SAMPLE))
+    assert r.returncode == 0, r.stderr
