@@ -75,6 +75,33 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_loco(args) -> int:
+    """Leave one corpus out: train on the others, score the held-out corpus on the four shared classes."""
+    from .crops import leave_one_corpus_out
+
+    recipe = _recipe(args)
+    if not _is_crop(recipe):
+        sys.exit("ser-convert: loco needs a crop recipe (v2)")
+    for held in args.corpus:
+        leave_one_corpus_out(recipe, held, Path(args.run_dir or f"runs/loco-{recipe.hash()}"), args.data)
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    """Score a finished crop CV's fold models adapted, prior-only and through a low-pass."""
+    from .crops import rescore
+
+    recipe = _recipe(args)
+    out = rescore(Path(args.run_dir), recipe, args.data)
+    for key in ("int8_adapted", "int8_prior_only", "int8_lowpass_adapted"):
+        s = out[key]
+        g = s["clip"]["by_gender"]
+        print(f"{key:22} centred {s['centred']['all']['uar']:.3f} clip {s['clip']['all']['uar']:.3f} "
+              f"any-alignment {s['any_alignment']['all']['uar']:.3f} men/women clip "
+              f"{g['male']['uar']:.3f}/{g['female']['uar']:.3f}")
+    return 0
+
+
 ZOO_BEGIN, ZOO_END = "<!-- zoo table: ser-convert zoo --report -->", "<!-- end zoo table -->"
 
 
@@ -195,6 +222,13 @@ def main(argv=None) -> int:
     e = sub.add_parser("evaluate", help="speaker-independent cross-validation report")
     common(e)
     e.set_defaults(fn=cmd_evaluate)
+    lo = sub.add_parser("loco", help="leave one corpus out (crop recipes): the four shared classes")
+    common(lo)
+    lo.add_argument("--corpus", nargs="+", required=True, help="the corpus (or corpora, one run each) to hold out")
+    lo.set_defaults(fn=cmd_loco)
+    rs = sub.add_parser("rescore", help="a finished crop CV's fold models: adapted, prior only, low-pass")
+    common(rs)
+    rs.set_defaults(fn=cmd_rescore)
     z = sub.add_parser("zoo", help="the seed papers' architectures as speaker-independent baselines")
     z.add_argument("--list", action="store_true", help="list the architectures")
     z.add_argument("--run", action="store_true", help="train and score them (resumes: finished ones are kept)")

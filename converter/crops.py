@@ -236,7 +236,7 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
 
 
 def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, prior, copy: int = 0,
-                 seed: int = 0):
+                 seed: int = 0, adapt: bool = True):
     """Normalised windows of the test utterances at every alignment: (n, len(OFFSETS_S), frames, bands).
 
     "device" normalisation streams each held-out speaker's utterances in a random order through a fresh
@@ -258,7 +258,8 @@ def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropR
                 out[k, j] = meta.normalise(cut(feat, centre + int(o * rate), meta.frames, np.random.default_rng(i)), st)
             if st is not None:
                 speech_s_before[k] = st.speech_s
-                st.add(feat[mask])
+                if adapt:  # adapt=False: a fresh device for every utterance (the prior only)
+                    st.add(feat[mask])
     return out, speech_s_before
 
 
@@ -412,3 +413,60 @@ def train_final(recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: di
     if problems:
         raise RuntimeError(f"{out_path}: not a clean full-int8 model: {problems}")
     return out_path
+
+
+def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
+    """Score a finished CV's int8 fold models again, in every way a device meets speech: adapted to the
+    held-out speaker (a stream), the prior only (one clip on a fresh device, like `analyze --clip`), and
+    adapted through a 4 kHz low-pass channel. Writes rescore.json beside cv.json."""
+    c = load(recipe, data_dir, progress=False)
+    cv = json.loads((run_dir / "cv.json").read_text())
+    ys, idxs, ps = [], [], {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": []}
+    for k, held_out in enumerate(cv["folds"]):
+        test = np.flatnonzero(np.isin(c.speaker, held_out))
+        train = np.flatnonzero(~np.isin(c.speaker, held_out) & in_recipe(c, recipe))
+        clf_path = run_dir / f"fold{k}-int8.tflite"
+        meta = Classifier(clf_path).meta
+        prior = (np.asarray(meta.mean), np.asarray(meta.scale)) if meta.normalisation == "device" else prior_stats(c, train)
+        for key, copy, adapt in (("int8_adapted", 0, True), ("int8_prior_only", 0, False),
+                                 ("int8_lowpass_adapted", 1, True)):
+            x, _ = eval_windows(c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt)
+            ps[key].append(predict_tflite(clf_path, x))
+        ys.append(c.y[test])
+        idxs.append(test)
+    y, idx = np.concatenate(ys), np.concatenate(idxs)
+    out = {"run": str(run_dir), "recipe_hash": recipe.hash(), "folds": cv["folds"]}
+    for key, plist in ps.items():
+        out[key] = scores(y, np.concatenate(plist), {"gender": c.gender[idx]})
+    evaluate.write_json(out, run_dir / "rescore.json")
+    return out
+
+
+FOUR = ("neutral", "happy", "sad", "angry")
+
+
+def leave_one_corpus_out(recipe: CropRecipe, held: str, out_dir: Path, data_dir=None, verbose: int = 2) -> dict:
+    """Train on the other corpora, score every speaker of `held` on the four classes all corpora share
+    (argmax over those four outputs), each speaker as a device (adapted) and as single clips (prior only)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    c = load(recipe, data_dir, progress=False)
+    four = [LABELS.index(k) for k in FOUR]
+    test = np.flatnonzero((c.corpus == held) & np.isin(c.y, four))
+    train = np.flatnonzero((c.corpus != held) & in_recipe(c, recipe))
+    r = run_fold(recipe, c, train, test, out_dir, f"loco-{held}", verbose)
+    x, _ = eval_windows(c, test, r["meta"], recipe, r["prior"], copy=0, seed=recipe.seed, adapt=False)
+    p = {"int8_adapted": r["p"]["int8"], "int8_prior_only": predict_tflite(r["int8_path"], x), "float": r["p"]["float"]}
+    y4 = np.searchsorted(four, c.y[test])  # four is sorted: neutral 0, happy 2, sad 3, angry 4
+    res = {"held_out_corpus": held, "recipe_hash": recipe.hash(), "n": int(len(test)),
+           "speakers": int(len(set(c.speaker[test].tolist()))), "minutes": r["minutes"]}
+    for key, pp in p.items():
+        sub = pp[..., four]
+        clip = np.argmax(sub.mean(axis=1), 1)
+        m = evaluate.metrics(y4, clip, list(FOUR))
+        res[key] = {"clip_uar": m["uar"], "per_class": {k: v["recall"] for k, v in m["per_class"].items()},
+                    "any_alignment_uar": evaluate.metrics(np.repeat(y4, sub.shape[1]), np.argmax(sub, 2).ravel(),
+                                                          list(FOUR))["uar"]}
+    evaluate.write_json(res, out_dir / f"loco-{held}.json")
+    print(json.dumps({k: res[k] for k in ("held_out_corpus", "n")} |
+                     {k: round(res[k]["clip_uar"], 3) for k in p}), flush=True)
+    return res
