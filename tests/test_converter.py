@@ -170,3 +170,16 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     assert clf.is_int8 and clf.meta.normalisation == "device" and len(clf.meta.mean) == clf.meta.features.nfilt
     r = ser_edge("analyze", "--clip", "--model", str(model), str(SAMPLE))
     assert r.returncode == 0, r.stderr
+
+
+def test_edge_op_table_matches_tensorflow_schema():
+    """edge.model reads op codes with its own table (the device has no TensorFlow): every entry must be
+    the name TensorFlow's schema gives that code."""
+    pytest.importorskip("tensorflow")
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from edge.model import BUILTIN_OPS
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    wrong = {code: (ours, names.get(code)) for code, ours in BUILTIN_OPS.items() if names.get(code) != ours}
+    assert not wrong, wrong
