@@ -183,6 +183,7 @@ class CommandSource(Source):
                 self._lost(f"exit code {self.proc.returncode}" + (f": {err[-1]}" if err else ""))
             if time.monotonic() - started > 30:
                 backoff = 0.5  # it ran for a while: start the backoff afresh
+            log.debug("%s: reopening in %.1f s", self.what, backoff)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self.reopen_max_s)
 
