@@ -66,7 +66,7 @@ def cmd_evaluate(args) -> int:
     if _is_crop(recipe):
         from .crops import cross_validate
 
-        cross_validate(recipe, run, args.data)
+        cross_validate(recipe, run, args.data, fold_ids=args.only_folds)
     else:
         from .train import cross_validate
 
@@ -203,6 +203,8 @@ def main(argv=None) -> int:
         sp.add_argument("--seed", type=int)
         sp.add_argument("--subset", type=int, help="every n-th utterance only (quick runs)")
         sp.add_argument("--max-folds", type=int, help="run only the first n folds (search on one fold)")
+        sp.add_argument("--only-folds", type=int, nargs="+", help="crop recipes: run these folds only (0-based); "
+                        "the report covers every fold finished in the run directory")
         sp.add_argument("--normalisation", choices=("device", "window_mean"), help="crop recipes: how bands are normalised")
         sp.add_argument("--window-s", type=float, help="crop recipes: window length in seconds")
         sp.add_argument("--bands", type=int, help="crop recipes: mel bands")

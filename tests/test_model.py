@@ -61,6 +61,23 @@ def test_analyze_clip_and_timeline():
     assert all((x["label"] is None) == (not x["speech"]) for x in rows)
 
 
+def test_a_clip_shorter_than_the_window_is_analysed_centred_in_faint_noise(tmp_path, data_dir):
+    """A 2 s TESS word under a 3 s window: one window with the word in its middle, surrounded by faint
+    noise (how training saw short utterances), and the same answer wherever the file is cut around it."""
+    from edge.audio import read_audio, write_wav
+
+    x = read_audio(data_dir / "tess" / "YAF_angry" / "YAF_back_angry.flac")
+    assert len(x) / 16000 < Classifier(DEFAULT_MODEL).meta.window_s
+    write_wav(tmp_path / "word.wav", x)
+    r = ser_edge("analyze", "--clip", str(tmp_path / "word.wav"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["windows"] == 1 and doc["label"] is not None
+    r = ser_edge("analyze", str(tmp_path / "word.wav"))
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["speech"]
+
+
 def _corrupt(tmp_path, name, data):
     p = tmp_path / name
     p.write_bytes(data)
