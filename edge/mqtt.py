@@ -79,10 +79,13 @@ def discovery_payload(topics: Topics, device_id: str, name: str, labels: list[st
         "rtf": {"p": "sensor", "name": "RTF", "uniq_id": f"{d}_rtf", "default_entity_id": f"sensor.{d}_real_time_factor",
                 "stat_t": "~/stats", "val_tpl": "{{value_json.rtf}}", "ent_cat": "diagnostic"},
     }
-    return {"~": topics.base,
-            "dev": {"ids": [d], "name": name, "mf": "ser-edge", "mdl": model_name, "sw": __version__},
-            "o": {"name": "ser-edge"},
-            "avty_t": "~/availability", "qos": 1, "cmps": comps}
+    # Home Assistant expands "~" only inside a component and refuses it at the device level ("extra keys
+    # not allowed @ data['~']": no device appears), and does not pass a device-level qos down; so the
+    # base topic, QoS and availability go into every component
+    for c in comps.values():
+        c.update({"~": topics.base, "qos": 1, "avty_t": "~/availability"})
+    return {"dev": {"ids": [d], "name": name, "mf": "ser-edge", "mdl": model_name, "sw": __version__},
+            "o": {"name": "ser-edge"}, "cmps": comps}
 
 
 class Publisher:

@@ -55,7 +55,8 @@ def test_contract_schemas_discovery_and_retained_state(mosquitto, tmp_path):
     avail = [p for t, p, _ in sub.messages if t == "ser/t1/availability"]
     assert avail[0] == b"online" and avail[-1] == b"offline"
     disc = sub.payloads("homeassistant/device/t1/config")[0]
-    assert disc["dev"]["ids"] == ["t1"] and disc["~"] == "ser/t1"
+    assert disc["dev"]["ids"] == ["t1"] and "~" not in disc and "qos" not in disc  # HA refuses "~" there
+    assert all(c["~"] == "ser/t1" and c["qos"] == 1 and c["avty_t"] == "~/availability" for c in disc["cmps"].values())
     platforms = {c["p"] for c in disc["cmps"].values()}
     assert platforms == {"sensor", "binary_sensor", "event"}
     assert all("default_entity_id" in c and "object_id" not in c for c in disc["cmps"].values())
