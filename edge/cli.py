@@ -147,6 +147,9 @@ class Service:
             self.publisher = Publisher(cfg, safe_id(self.device_id), name, self.clf.labels,
                                        Path(self.clf.path).name, self.outbox, url)
             self.publisher.start()
+            # the current state at every start: a retained state left by a crash (say, mid-event) must
+            # not stand for the quiet room this process starts in
+            self.publisher.publish_state(self.pipeline.state)
         if cfg["leds"]["enabled"]:
             from .leds import Leds
 

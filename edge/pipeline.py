@@ -247,7 +247,8 @@ class Pipeline:
         self.samples = 0
         self.last_speech = False
         self.last_emotion: str | None = None
-        self.state: dict = {"emotion": "none", "confidence": 0.0, "scores": {}, "speech": False}
+        self.state: dict = {"emotion": "none", "confidence": 0.0, "scores": {}, "speech": False, "offset_s": 0.0,
+                            "time": _iso(self.tracker.wall_start)}
         self.dead_samples = 0
         self.feature_ms: deque = deque(maxlen=600)
         self.inference_ms: deque = deque(maxlen=600)
@@ -345,7 +346,12 @@ class Pipeline:
         emotion = self.tracker.current.emotion if self.tracker.current else "none"
         changed = speech != self.state["speech"] or emotion != self.state["emotion"]
         labels = self.clf.labels
-        conf = float(smoothed[labels.index(emotion)]) if (smoothed is not None and emotion != "none") else 0.0
+        if emotion == "none":
+            conf = 0.0
+        elif smoothed is not None:
+            conf = float(smoothed[labels.index(emotion)])
+        else:  # a pause inside an event: the event goes on, with the confidence it had at its last speech
+            conf = float(self.tracker.current.score)
         self.state = {"emotion": emotion, "confidence": round(conf, 4), "speech": speech,
                       "scores": {lab: round(float(v), 3) for lab, v in zip(labels, smoothed)} if smoothed is not None else {},
                       "offset_s": round(offset, 3),

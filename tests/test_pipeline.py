@@ -115,3 +115,21 @@ def test_chunking_does_not_change_results(clf):
         assert u.speech == v.speech
         if u.scores is not None:
             assert np.allclose(u.scores, v.scores, atol=1e-6)
+
+
+def test_state_and_confidence_agree_in_pauses(clf):
+    """In a pause inside an event the state keeps the event's emotion with the confidence it had at
+    its last speech, never "angry, 0 %"; with no event the emotion is none and the confidence 0."""
+    x = read_wav(SAMPLE)
+    pipe = Pipeline(clf, wall_start=0.0)
+    assert pipe.state["emotion"] == "none" and pipe.state["time"]  # a complete state before any audio
+    seen_pause_in_event = False
+    for i in range(0, len(x), 1600):
+        pipe.push(x[i:i + 1600])
+        s = pipe.state
+        if s["emotion"] == "none":
+            assert s["confidence"] == 0.0
+        else:
+            assert s["confidence"] > 0.0, s
+            seen_pause_in_event |= not s["speech"]
+    assert seen_pause_in_event, "the demo has pauses inside events"
