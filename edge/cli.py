@@ -150,6 +150,7 @@ class Service:
             # the current state at every start: a retained state left by a crash (say, mid-event) must
             # not stand for the quiet room this process starts in
             self.publisher.publish_state(self.pipeline.state)
+        self._close_event_left_open()
         if cfg["leds"]["enabled"]:
             from .leds import Leds
 
@@ -235,9 +236,37 @@ class Service:
         self.handle(self.pipeline.finish())
         return 0
 
+    # -- an event left open by a crash is ended at the next start ---------------------------------
+    def _open_event_path(self) -> Path:
+        return _state_dir(self.cfg) / "open-event.json"
+
+    def _remember_open_event(self, payload: dict) -> None:
+        try:
+            if payload["type"] == "start":
+                self._open_event_path().parent.mkdir(parents=True, exist_ok=True)
+                self._open_event_path().write_text(json.dumps(payload))
+            elif payload["type"] == "end":
+                self._open_event_path().unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only state directory: the event simply cannot be closed after a crash
+
+    def _close_event_left_open(self) -> None:
+        try:
+            left = json.loads(self._open_event_path().read_text())
+            self._open_event_path().unlink()
+        except (OSError, ValueError):
+            return
+        now = time.time()
+        end = {**left, "type": "end", "end_time": _iso_now(now), "reason": "restart"}
+        log.info("end %s %s: left open by the previous run (it did not stop cleanly)", left.get("event_type"),
+                 left.get("id"))
+        if self.publisher:
+            self.publisher.publish_event(end)
+
     def handle(self, out) -> None:
         for e in out.events:
             payload = e.payload()
+            self._remember_open_event(payload)
             if e.type != "update":
                 log.info("%s %s %s score %.2f at %.1f s", e.type, e.emotion, e.id, e.score, e.offset_s)
             if self.publisher:
@@ -313,6 +342,10 @@ class Service:
             self.leds.close()
         if self.broker:
             self.broker.stop()
+
+
+def _iso_now(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
 
 
 def _device_id(cfg: Config) -> str:

@@ -174,7 +174,14 @@ def test_kill_9_loses_no_queued_events(tmp_path):
     sub.stop()
     broker.stop()
     assert r.returncode == 0, r.stderr
-    assert set(produced) <= {e["id"] for e in sub.payloads("/event")}
+    events = sub.payloads("/event")
+    assert set(produced) <= {e["id"] for e in events}
+    # the event open at the kill is ended by the restart, and the state no longer shows it
+    ends = [e for e in events if e["id"] == produced[0] and e["type"] == "end"]
+    assert ends and ends[-1]["reason"] == "restart", events
+    for e in ends:
+        jsonschema.validate(e, SCHEMAS["event"])
+    assert sub.payloads("/state")[-1]["emotion"] == "none"
 
 
 def test_last_will_on_kill(mosquitto, tmp_path):
