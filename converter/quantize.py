@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.model import METADATA_NAME, ModelMetadata, read_model_file
+from edge.model import METADATA_NAME, ModelMetadata
+from edge.model import int8_problems as check_int8  # noqa: F401  (one check, on the edge side)
 
 from .architectures import build, tf
-
-# ops whose arithmetic must run on int8 tensors in a full-int8 model
-INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM"}
-FORBIDDEN_OPS = ("CUSTOM:Flex", "WHILE", "CUSTOM:TensorList")
-# the oldest runtime we support (tflite-runtime 2.14) knows at most these op versions
-MAX_OP_VERSIONS_2_14 = {"FULLY_CONNECTED": 11, "CONV_2D": 7, "DEPTHWISE_CONV_2D": 7, "SOFTMAX": 3,
-                        "UNIDIRECTIONAL_SEQUENCE_LSTM": 4, "QUANTIZE": 3, "DEQUANTIZE": 5, "MEAN": 3,
-                        "RESHAPE": 1, "MAX_POOL_2D": 3, "AVERAGE_POOL_2D": 3, "ADD": 5, "MUL": 7}
-
 
 def static_batch_copy(model, arch: str):
     """The same network with batch size 1, which the converter needs to fuse an int8 LSTM."""
@@ -57,26 +49,3 @@ def embed_metadata(tflite: bytes, meta: ModelMetadata) -> bytes:
     md.buffer = len(model.buffers) - 1
     model.metadata.append(md)
     return bytes(fbu.convert_object_to_bytearray(model))
-
-
-def check_int8(path: str) -> list[str]:
-    """Problems that keep a model from being a full-int8 model loadable by tflite-runtime 2.14.
-    Empty list = fine. Reads the ops and tensor types straight from the flatbuffer."""
-    mf = read_model_file(path)
-    problems = []
-    for op in mf.ops:
-        if op.name in INT8_OPS:
-            acts = op.inputs[:1] + op.outputs
-            if any(t not in ("int8",) for t in acts):
-                problems.append(f"{op.name} runs on {acts}, expected int8 activations")
-        if op.name not in ("QUANTIZE", "DEQUANTIZE") and op.inputs[:1] == ["float32"]:
-            problems.append(f"{op.name} runs in float32 (a float island between QUANTIZE/DEQUANTIZE)")
-        if op.name.startswith(FORBIDDEN_OPS):
-            problems.append(f"{op.name} is not available in plain tflite-runtime")
-    for name, v in mf.op_versions.items():
-        if name in MAX_OP_VERSIONS_2_14 and v > MAX_OP_VERSIONS_2_14[name]:
-            problems.append(f"{name} version {v} is newer than tflite-runtime 2.14 supports "
-                            f"({MAX_OP_VERSIONS_2_14[name]})")
-    if mf.inputs[0]["dtype"] != "int8" or mf.outputs[0]["dtype"] != "int8":
-        problems.append(f"input/output are {mf.inputs[0]['dtype']}/{mf.outputs[0]['dtype']}, expected int8")
-    return problems

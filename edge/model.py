@@ -159,6 +159,42 @@ def read_model_file(path: str | Path) -> ModelFile:
     return ModelFile(path, len(buf), hashlib.sha256(buf).hexdigest(), ops, versions, inputs, outputs, metadata)
 
 
+# ops whose arithmetic must run on int8 tensors in a full-int8 model
+INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM"}
+FORBIDDEN_OPS = ("CUSTOM:Flex", "WHILE", "CUSTOM:TensorList")
+# the oldest runtime we support (tflite-runtime 2.14) registers at most these op versions; an op not
+# listed here has not been checked against it and is reported
+MAX_OP_VERSIONS_2_14 = {"FULLY_CONNECTED": 11, "CONV_2D": 7, "DEPTHWISE_CONV_2D": 7, "SOFTMAX": 3,
+                        "UNIDIRECTIONAL_SEQUENCE_LSTM": 4, "QUANTIZE": 3, "DEQUANTIZE": 5, "MEAN": 3,
+                        "RESHAPE": 1, "MAX_POOL_2D": 3, "AVERAGE_POOL_2D": 3, "ADD": 5, "MUL": 7,
+                        "STRIDED_SLICE": 7, "CONCATENATION": 4, "REDUCE_MAX": 3}
+
+
+def int8_problems(path: str | Path) -> list[str]:
+    """Problems that keep a model from being a full-int8 model loadable by tflite-runtime 2.14.
+    Empty list = fine. Read straight from the flatbuffer (no interpreter needed)."""
+    mf = read_model_file(path)
+    problems = []
+    for op in mf.ops:
+        if op.name in INT8_OPS:
+            acts = op.inputs[:1] + op.outputs
+            if any(t not in ("int8",) for t in acts):
+                problems.append(f"{op.name} runs on {acts}, expected int8 activations")
+        if op.name not in ("QUANTIZE", "DEQUANTIZE") and op.inputs[:1] == ["float32"]:
+            problems.append(f"{op.name} runs in float32 (a float island between QUANTIZE/DEQUANTIZE)")
+        if op.name.startswith(FORBIDDEN_OPS):
+            problems.append(f"{op.name} is not available in plain tflite-runtime")
+    for name, v in mf.op_versions.items():
+        if name not in MAX_OP_VERSIONS_2_14:
+            problems.append(f"{name} is not among the ops checked against tflite-runtime 2.14")
+        elif v > MAX_OP_VERSIONS_2_14[name]:
+            problems.append(f"{name} version {v} is newer than tflite-runtime 2.14 supports "
+                            f"({MAX_OP_VERSIONS_2_14[name]})")
+    if mf.inputs[0]["dtype"] != "int8" or mf.outputs[0]["dtype"] != "int8":
+        problems.append(f"input/output are {mf.inputs[0]['dtype']}/{mf.outputs[0]['dtype']}, expected int8")
+    return problems
+
+
 # --------------------------------------------------------------------------------------------------
 # Metadata
 

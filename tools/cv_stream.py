@@ -62,11 +62,11 @@ def make(fold: int, out: Path, data_dir=None, seed: int = 0, k: int = 5, noise_d
     return doc
 
 
-def run_service(stream: Path, model: Path, state_dir: Path) -> list[dict]:
+def run_service(stream: Path, model: Path, state_dir: Path, config: str | None = None) -> list[dict]:
     cmd = [str(ROOT / ".venv" / "bin" / "ser-edge"), "run", "--source", f"file:{stream / 'stream.wav'}",
            "--speed", "0", "--no-mqtt", "--print-events", "--model", str(model), "--state-dir", str(state_dir)]
-    conf = state_dir / "float-ok.toml"  # the old recipe's fold models exist only as float
-    conf.write_text("[model]\nrequire_int8 = false\n")
+    conf = state_dir / "stream.toml"  # the old recipe's fold models exist only as float
+    conf.write_text("[model]\nrequire_int8 = false\n" + (Path(config).read_text() if config else ""))
     cmd += ["--config", str(conf)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
@@ -117,6 +117,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("score")
     s.add_argument("--stream", required=True)
     s.add_argument("--model", required=True)
+    s.add_argument("--config", help="TOML with other settings (say [smoothing]) to score them")
+    s.add_argument("--out", help="also write the result JSON here")
     a = p.parse_args(argv)
     if a.cmd == "make":
         doc = make(a.fold, Path(a.out), a.data)
@@ -131,10 +133,12 @@ def main(argv=None) -> int:
     state.mkdir(exist_ok=True)
     for f in state.glob("*"):
         f.unlink() if f.is_file() else None  # a fresh device every time
-    events = run_service(stream, Path(a.model), state)
-    result = {"model": a.model, "fold": doc["fold"], **score(doc["segments"], event_spans(events), window_s),
-              "events": len(event_spans(events))}
+    events = run_service(stream, Path(a.model), state, a.config)
+    result = {"model": a.model, "fold": doc["fold"], "config": Path(a.config).read_text() if a.config else "",
+              **score(doc["segments"], event_spans(events), window_s), "events": len(event_spans(events))}
     print(json.dumps(result))
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=1))
     return 0
 
 
