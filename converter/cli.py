@@ -22,6 +22,15 @@ def _recipe(args):
     wrong = sorted(set(changes) - known)
     if wrong:
         sys.exit(f"ser-convert: recipe {args.recipe!r} has no setting {wrong[0]!r}")
+    for item in getattr(args, "set", None) or []:  # --set mixup=0 spec_augment=false ...
+        key, _, value = item.partition("=")
+        if key not in known:
+            sys.exit(f"ser-convert: --set {item}: recipe {args.recipe!r} has no setting {key!r}; "
+                     f"expected one of {sorted(known)}")
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            changes[key] = value
     if "corpora" in changes:
         changes["corpora"] = tuple(changes["corpora"])
     return dataclasses.replace(r, **changes)
@@ -196,7 +205,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp):
-        sp.add_argument("--recipe", default="default", help="default, v2, v1, cnn_lstm, smoke or smoke_v2")
+        sp.add_argument("--recipe", default="default", help="default, v2 (experimental), cnn_lstm, smoke or smoke_v2")
         sp.add_argument("--arch", help="dscnn, cnn_lstm, or a seed baseline (ser-convert zoo --list)")
         sp.add_argument("--epochs", type=int)
         sp.add_argument("--folds", type=int)
@@ -210,6 +219,7 @@ def main(argv=None) -> int:
         sp.add_argument("--bands", type=int, help="crop recipes: mel bands")
         sp.add_argument("--steps-per-epoch", type=int, help="crop recipes: batches per epoch")
         sp.add_argument("--corpora", nargs="+", help="crop recipes: corpora to train on (ravdess tess nemo urdu)")
+        sp.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="any other recipe setting (JSON values)")
         sp.add_argument("--data", help="corpora directory (default $SER_DATA or ../shared/data)")
         sp.add_argument("--run-dir", help="where the run's files go (default runs/<arch>-<recipe hash>)")
         sp.add_argument("--random-split", action="store_true",

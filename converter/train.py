@@ -51,9 +51,10 @@ def _recipes() -> dict:
     from .crops import CropRecipe
 
     return {
-        "default": CropRecipe(steps_per_epoch=100, epochs=15),  # the shipped model (docs/RESULTS.md §10)
+        "default": Recipe(epochs=24),  # the shipped model (docs/model-card.md)
+        # experimental: crop training on four corpora with device normalisation (docs/RESULTS.md §10);
+        # on one fold it is still far below the default, so it does not ship
         "v2": CropRecipe(steps_per_epoch=100, epochs=15),
-        "v1": Recipe(epochs=24),  # the first shipped model (2 s windows, per-window normalisation)
         "cnn_lstm": Recipe(arch="cnn_lstm"),
         "smoke": Recipe(epochs=1, subset=20, folds=2, max_folds=1, n_aug=1),
         "smoke_v2": CropRecipe(epochs=1, steps_per_epoch=3, batch_size=16, subset=20, folds=2, max_folds=1,

@@ -53,15 +53,15 @@ def test_speech_frames_pick_the_loud_part_of_a_real_recording(data_dir):
 
 
 def test_device_normalised_model_adapts_in_the_pipeline_and_the_service_keeps_it(tmp_path):
-    """The shipped model (device normalisation): the pipeline learns while it listens; the service saves
-    the statistics, reports them in stats, and a restart starts from them."""
-    from edge.model import DEFAULT_MODEL, Classifier
+    """A device-normalised model: the pipeline learns while it listens; the service saves the
+    statistics, and a restart starts from them."""
+    from edge.model import Classifier
     from edge.pipeline import AdaptationSettings, Pipeline
-    from conftest import SAMPLE, ser_edge
+    from conftest import ROOT, SAMPLE, ser_edge
 
-    clf = Classifier(DEFAULT_MODEL)
-    if clf.meta.normalisation != "device":
-        pytest.skip("the default model normalises per window")
+    model = ROOT / "tests" / "fixtures" / "v2-device-fold0-int8.tflite"  # a v2 fold model (experimental recipe)
+    clf = Classifier(model)
+    assert clf.meta.normalisation == "device" and len(clf.meta.mean) == clf.meta.features.nfilt
     x = read_audio(SAMPLE)
     pipe = Pipeline(clf, wall_start=0.0)
     for i in range(0, len(x), 1600):
@@ -72,10 +72,12 @@ def test_device_normalised_model_adapts_in_the_pipeline_and_the_service_keeps_it
     assert frozen.speech_stats.speech_s == 0 and np.allclose(frozen.speech_stats.mean, clf.meta.mean)
 
     state = tmp_path / "state"
-    r = ser_edge("run", "--source", f"file:{SAMPLE}", "--speed", "0", "--no-mqtt", "--state-dir", str(state))
+    r = ser_edge("run", "--source", f"file:{SAMPLE}", "--speed", "0", "--no-mqtt", "--state-dir", str(state),
+                 "--model", str(model))
     assert r.returncode == 0, r.stderr[-2000:]
     saved = json.loads((state / "speech-stats.json").read_text())
     assert saved["speech_s"] == pytest.approx(pipe.speech_stats.speech_s, rel=0.05)
-    r = ser_edge("run", "--source", f"file:{SAMPLE}", "--speed", "0", "--no-mqtt", "--state-dir", str(state))
+    r = ser_edge("run", "--source", f"file:{SAMPLE}", "--speed", "0", "--no-mqtt", "--state-dir", str(state),
+                 "--model", str(model))
     assert r.returncode == 0 and "speech statistics restored" in r.stderr
     assert json.loads((state / "speech-stats.json").read_text())["speech_s"] > 1.9 * saved["speech_s"]
