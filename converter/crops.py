@@ -454,6 +454,8 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
     cv = json.loads((run_dir / "cv.json").read_text())
     ys, idxs, ps = [], [], {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": []}
     for k, held_out in enumerate(cv["folds"]):
+        if k not in cv.get("folds_done", range(len(cv["folds"]))):
+            continue
         test = np.flatnonzero(np.isin(c.speaker, held_out))
         train = np.flatnonzero(~np.isin(c.speaker, held_out) & in_recipe(c, recipe))
         clf_path = run_dir / f"fold{k}-int8.tflite"
@@ -466,7 +468,7 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
         ys.append(c.y[test])
         idxs.append(test)
     y, idx = np.concatenate(ys), np.concatenate(idxs)
-    out = {"run": str(run_dir), "recipe_hash": recipe.hash(), "folds": cv["folds"]}
+    out = {"run": str(run_dir), "recipe_hash": recipe.hash(), "folds": [cv["folds"][k] for k in cv["folds_done"]]}
     for key, plist in ps.items():
         out[key] = scores(y, np.concatenate(plist), {"gender": c.gender[idx]})
     evaluate.write_json(out, run_dir / "rescore.json")

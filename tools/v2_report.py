@@ -22,7 +22,7 @@ def cv_row(run: Path) -> str:
     worst = min(((k, v["recall"]) for k, v in pc.items() if v["support"]), key=lambda kv: kv[1])
     corpora = "+".join(c[0].upper() for c in rec["corpora"])
     return (f"| `{run.name}` | {r['recipe_hash']} | {rec['arch']}, {rec['window_s']:g} s, {rec['bands']} bands, "
-            f"{rec['normalisation']}, {corpora} | {len(r['folds_done'])}/{len(r['folds'])} | {r['sizes']['params']:,} | "
+            f"{rec['normalisation']}, {corpora} | {len(r.get('folds_done', r['fold_rows']))}/{len(r['folds'])} | {r['sizes']['params']:,} | "
             f"{r['sizes']['int8_bytes'] / 1024:.0f} KB | {s['centred']['all']['uar']:.3f} | **{s['clip']['all']['uar']:.3f}** | "
             f"{s['any_alignment']['all']['uar']:.3f} | {g['male']['uar']:.3f} / {g['female']['uar']:.3f} | "
             f"{r['float']['clip']['all']['uar']:.3f} | {r['int8_float_agreement']:.3f} | {worst[0]} {worst[1]:.2f} |")
@@ -54,9 +54,10 @@ def main(runs: list[str]) -> None:
             rows = [json.loads(p.read_text()) for p in streams]
             right = sum(r["right"] for r in rows)
             n = sum(r["segments"] for r in rows)
+            per_fold = ", ".join(f"{r['fraction_right']:.3f}" for r in rows)
+            with_event = sum(r["with_event"] * r["segments"] for r in rows) / n
             print(f"\nCV stream, `{run.name}`: {right}/{n} = **{right / n:.3f}** of speech segments right "
-                  f"(per fold: {', '.join(f'{r['fraction_right']:.3f}' for r in rows)}; segments with any event "
-                  f"{sum(r['with_event'] * r['segments'] for r in rows) / n:.3f})")
+                  f"(per fold: {per_fold}; segments with any event {with_event:.3f})")
         locos = sorted(run.glob("loco-*.json"))
         if locos:
             print(f"\nLeave one corpus out, `{run.name}` (4 classes, clip UAR):\n")
