@@ -190,6 +190,8 @@ def test_device_loss_is_logged_once_counted_and_recovered(pulse, mosquitto, tmp_
         back = latest_stats(sub, timeout=40, where=lambda s: s["source_restarts"] == 1 and not s["source_lost"])
         assert back["source_outages"] == 1 and back["source_gap_s"] >= 4
         assert p.poll() is None, "the service kept running"
+        # "back" is the first read after the reopen: play only once audio has been flowing for 3 s more
+        latest_stats(sub, timeout=30, where=lambda s: s["audio_s"] >= back["audio_s"] + 3)
         play_and_wait_until_heard(env, sub)
     finally:
         p.terminate()
@@ -199,8 +201,10 @@ def test_device_loss_is_logged_once_counted_and_recovered(pulse, mosquitto, tmp_
     assert err.count("microphone lost") == 1, err
     assert err.count("microphone back after") == 1, err
     assert "ALSA lib" not in err, "PortAudio's probing noise is hidden while reopening"
-    matched, same, n = compare(windows_of(out), file_events())
-    assert matched == n and same >= n - 1, "after recovery the played recording gives the file's events"
+    live, ref = windows_of(out), file_events()
+    matched, same, n = compare(live, ref)
+    assert matched == n and same >= n - 1, ("after recovery the played recording gives the file's events",
+                                            speech_segments(live), speech_segments(ref))
 
 
 def test_overflow_under_load_is_counted_and_capture_goes_on(pulse, mosquitto, tmp_path):
