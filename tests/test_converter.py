@@ -183,3 +183,20 @@ def test_edge_op_table_matches_tensorflow_schema():
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     wrong = {code: (ours, names.get(code)) for code, ours in BUILTIN_OPS.items() if names.get(code) != ours}
     assert not wrong, wrong
+
+
+@pytest.mark.slow
+def test_leave_one_corpus_out_scores_only_the_four_shared_classes(tmp_path, data_dir):
+    """`ser-convert loco`: trains without the held-out corpus and scores it on neutral/happy/sad/angry,
+    adapted and prior-only."""
+    if not (data_dir / "urdu").is_dir():
+        pytest.skip("URDU not in the data directory")
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "loco", "--recipe", "smoke_v2", "--corpus", "urdu",
+                        "--run-dir", str(tmp_path), "--data", str(data_dir)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "loco-urdu.json").read_text())
+    assert res["held_out_corpus"] == "urdu" and res["n"] > 0
+    for key in ("int8_adapted", "int8_prior_only", "float"):
+        assert set(res[key]["per_class"]) == {"neutral", "happy", "sad", "angry"}
+        assert 0 <= res[key]["clip_uar"] <= 1
