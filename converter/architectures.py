@@ -15,21 +15,27 @@ keras = tf.keras
 layers = keras.layers
 
 
+def _conv_bn_relu(x, width: int, kernel, stride=(1, 1)):
+    x = layers.Conv2D(width, kernel, strides=stride, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _ds_block(x, width: int, stride):
+    """Depthwise 3x3 (with stride) + BN + ReLU, then pointwise 1x1 to `width` + BN + ReLU."""
+    x = layers.DepthwiseConv2D((3, 3), strides=stride, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    return _conv_bn_relu(x, width, (1, 1))
+
+
 def dscnn(frames: int, bands: int, n_classes: int, width: int = 64, blocks: int = 4, dropout: float = 0.3,
           batch_size: int | None = None) -> keras.Model:
     """MobileNet-style: one full convolution, then depthwise-separable blocks, global average pooling."""
     inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
-    x = layers.Conv2D(width // 2, (5, 5), strides=(2, 2), padding="same", use_bias=False)(inp)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
+    x = _conv_bn_relu(inp, width // 2, (5, 5), (2, 2))
     for i in range(blocks):
-        stride = (2, 2) if i in (0, 2) else (1, 1)
-        x = layers.DepthwiseConv2D((3, 3), strides=stride, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.Conv2D(width, (1, 1), use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
+        x = _ds_block(x, width, (2, 2) if i in (0, 2) else (1, 1))
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
@@ -62,17 +68,10 @@ def dscnn2(frames: int, bands: int, n_classes: int, widths=(32, 48, 64, 96, 128,
     few, so MACs stay low: ~9 M for 3 s x 64 bands); then mean and max over time and frequency, concatenated (a cheap pooling
     that keeps a short strong cue, which plain averaging dilutes)."""
     inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
-    x = layers.Conv2D(widths[0], (3, 3), strides=(2, 2), padding="same", use_bias=False)(inp)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
+    x = _conv_bn_relu(inp, widths[0], (3, 3), (2, 2))
     for i, w in enumerate(widths[1:]):
-        stride = (2, 2) if i in (0, 1, 3) else (1, 1)  # most blocks at 1/8 and 1/16 resolution: few MACs
-        x = layers.DepthwiseConv2D((3, 3), strides=stride, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.Conv2D(w, (1, 1), use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
+        # most blocks at 1/8 and 1/16 resolution: few MACs
+        x = _ds_block(x, w, (2, 2) if i in (0, 1, 3) else (1, 1))
     x = layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
     x = layers.Dropout(dropout)(x)
     out = layers.Dense(n_classes, activation="softmax", name="scores")(x)

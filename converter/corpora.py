@@ -34,6 +34,12 @@ LABEL_MAP: dict[str, dict[str, str | None]] = {
     "urdu": {"N": "neutral", "H": "happy", "S": "sad", "A": "angry"},
 }
 
+# what a model card and a model's metadata say about each corpus it was trained on
+LICENCES = {"ravdess": "RAVDESS (Livingstone & Russo 2018), CC BY-NC-SA 4.0",
+            "tess": "TESS (Dupuis & Pichora-Fuller 2010), CC BY-NC-ND 4.0",
+            "nemo": "nEMO (Christop 2024), CC BY-NC-SA 4.0",
+            "urdu": "URDU (Latif et al. 2018), research use only"}
+
 EMODB_MALE = {"03", "10", "11", "12", "15"}  # the other five speakers (08, 09, 13, 14, 16) are female
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 

@@ -23,12 +23,7 @@ from edge.adapt import SpeechStats, speech_frames
 from edge.model import Classifier, ModelMetadata
 
 from . import architectures, evaluate, quantize, spectra
-from .corpora import LABELS, load_corpora, summary
-
-LICENCES = {"ravdess": "RAVDESS (Livingstone & Russo 2018), CC BY-NC-SA 4.0",
-            "tess": "TESS (Dupuis & Pichora-Fuller 2010), CC BY-NC-ND 4.0",
-            "nemo": "nEMO (Christop 2024), CC BY-NC-SA 4.0",
-            "urdu": "URDU (Latif et al. 2018), research use only"}
+from .corpora import LABELS, LICENCES, load_corpora, summary
 OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # evaluation alignments around the speech centre
 
 
@@ -173,6 +168,14 @@ def sampling_weights(corpus: np.ndarray, y: np.ndarray, gender: np.ndarray, shar
     return p / p.sum()
 
 
+@dataclass
+class _Stats:
+    """A device's statistics as ModelMetadata.normalise reads them (SpeechStats has the same two)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
 class Sampler:
     """Batches of training windows: a weighted draw of utterances (classes, genders and corpora
     balanced), a copy (clean or augmented), a random alignment, normalisation, SpecAugment, mixup."""
@@ -193,13 +196,11 @@ class Sampler:
         q = self.frames // 4
         centre = int(rng.integers(lo - q, hi + q + 1))
         w = cut(feat, centre, self.frames, rng)
+        stats = None
         if r.normalisation == "device":
             mean, std = self.stats[(c.speaker[i], "clean" if copy == 0 else "aug")]
-            mean = mean + rng.standard_normal(len(mean)).astype(np.float32) * r.stats_jitter
-            w = np.maximum(w, w.max() - self.meta.floor_db * np.log(10) / 10)
-            x = (w - mean) / std
-        else:
-            x = self.meta.normalise(w)
+            stats = _Stats(mean + rng.standard_normal(len(mean)).astype(np.float32) * r.stats_jitter, std)
+        x = self.meta.normalise(w, stats)
         if r.spec_augment:
             for _ in range(2):
                 # masks set to 0: the mean of a normalised band (either normalisation)
@@ -306,10 +307,16 @@ def scores(y, p_windows: np.ndarray, groups: dict) -> dict:
     return res
 
 
-def write_model(model, recipe: CropRecipe, x_rep: np.ndarray, meta: ModelMetadata, path: Path, int8=True) -> Path:
-    tfl = quantize.to_tflite(model, recipe.arch, x_rep, int8=int8)
-    path.write_bytes(quantize.embed_metadata(tfl, meta))
-    return path
+def _device_stats(recipe: CropRecipe, c: Corpus, idx: np.ndarray, prior) -> dict | None:
+    """Per-speaker simulated device statistics for training (device normalisation only)."""
+    if recipe.normalisation != "device":
+        return None
+    return speaker_stats(c, idx, prior, recipe, {"clean": [0], "aug": list(range(2, c.sp.copies))})
+
+
+def _representative(sampler: "Sampler", n: int = 300) -> np.ndarray:
+    """Calibration windows for int8: training windows as the sampler makes them."""
+    return np.concatenate([sampler.batch()[0][..., 0] for _ in range(6)])[:n]  # 6 batches >= 300 windows
 
 
 def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray, out_dir: Path, tag: str,
@@ -319,12 +326,10 @@ def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray,
     prior = prior_stats(c, train)
     meta = recipe.metadata(*prior, extra={"arch": recipe.arch, "recipe": dataclasses.asdict(recipe),
                                           "recipe_hash": recipe.hash(), "fold": tag})
-    stats = speaker_stats(c, train, prior, recipe, {"clean": [0], "aug": list(range(2, c.sp.copies))}) \
-        if recipe.normalisation == "device" else None
-    sampler = Sampler(c, train, meta, recipe, stats)
+    sampler = Sampler(c, train, meta, recipe, _device_stats(recipe, c, train, prior))
     model, hist = fit(recipe, sampler, verbose)
-    rep = np.concatenate([sampler.batch()[0][..., 0] for _ in range(6)])[:300]
-    int8_path = write_model(model, recipe, rep, meta, out_dir / f"{tag}-int8.tflite")
+    rep = _representative(sampler)
+    int8_path = quantize.write_model(model, recipe.arch, rep, meta, out_dir / f"{tag}-int8.tflite")
     x, before = eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed)
     x_lp, _ = eval_windows(c, test, meta, recipe, prior, copy=1, seed=recipe.seed)
     p = {"float": predict_float(model, x), "int8": predict_tflite(int8_path, x),
@@ -433,13 +438,10 @@ def train_final(recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: di
                        for k in ("float", "int8", "int8_lowpass")}
         extra["cv"]["split"] = cv_report["split"]
     meta = recipe.metadata(*prior, extra=extra)
-    stats = speaker_stats(c, idx, prior, recipe, {"clean": [0], "aug": list(range(2, c.sp.copies))}) \
-        if recipe.normalisation == "device" else None
-    sampler = Sampler(c, idx, meta, recipe, stats)
+    sampler = Sampler(c, idx, meta, recipe, _device_stats(recipe, c, idx, prior))
     model, _ = fit(recipe, sampler, verbose)
-    rep = np.concatenate([sampler.batch()[0][..., 0] for _ in range(6)])[:300]
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_model(model, recipe, rep, meta, out_path)
+    quantize.write_model(model, recipe.arch, _representative(sampler), meta, out_path)
     problems = quantize.check_int8(str(out_path))
     if problems:
         raise RuntimeError(f"{out_path}: not a clean full-int8 model: {problems}")

@@ -107,29 +107,38 @@ def build(utts: list[Utterance], meta: ModelMetadata, n_aug: int = 2, seed: int 
     if cache and cache.exists():
         d = np.load(cache)
         return WindowSet(d["clean"], d["shifted"], d["lowpass"], d["aug"], **meta_cols)
-    rng = np.random.default_rng(seed)
-    jobs = []
-    for i, u in enumerate(utts):
-        others = [utts[j].path for j in rng.choice(len(utts), 3) if utts[j].speaker != u.speaker]
-        jobs.append((u.path, seed * 100003 + i, n_aug, meta.to_json(), others, shift_s))
-    results = []
-    iterator = _progress(len(jobs), "features", progress)
-    if workers > 1:
-        with Pool(workers) as pool:
-            for r in pool.imap(_one, jobs, chunksize=8):
-                results.append(r)
-                iterator.update(1)
-    else:
-        for j in jobs:
-            results.append(_one(j))
-            iterator.update(1)
-    iterator.close()
+    jobs = [(u.path, seed * 100003 + i, n_aug, meta.to_json(), others, shift_s)
+            for i, (u, others) in enumerate(zip(utts, babble_partners(utts, seed)))]
+    results = run_jobs(_one, jobs, "features", workers, progress, chunksize=8)
     ws = WindowSet(np.stack([r[0] for r in results]), np.stack([r[3] for r in results]),
                    np.stack([r[1] for r in results]), np.stack([r[2] for r in results]), **meta_cols)
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, clean=ws.clean, shifted=ws.shifted, lowpass=ws.lowpass, aug=ws.aug)
     return ws
+
+
+def babble_partners(utts: list[Utterance], seed: int) -> list[list[str]]:
+    """For each utterance, up to three other speakers' recordings (its babble noise)."""
+    rng = np.random.default_rng(seed)
+    return [[utts[j].path for j in rng.choice(len(utts), 3) if utts[j].speaker != u.speaker] for u in utts]
+
+
+def run_jobs(fn, jobs: list, desc: str, workers: int, progress: bool, chunksize: int = 8) -> list:
+    """fn over jobs, in order, on `workers` processes, with a progress bar."""
+    bar = _progress(len(jobs), desc, progress)
+    results = []
+    if workers > 1:
+        with Pool(workers) as pool:
+            for r in pool.imap(fn, jobs, chunksize=chunksize):
+                results.append(r)
+                bar.update(1)
+    else:
+        for j in jobs:
+            results.append(fn(j))
+            bar.update(1)
+    bar.close()
+    return results
 
 
 class _NoBar:

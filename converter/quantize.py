@@ -34,6 +34,12 @@ def to_tflite(model, arch: str, representative: np.ndarray, int8: bool = True) -
     return conv.convert()
 
 
+def write_model(model, arch: str, representative: np.ndarray, meta: ModelMetadata, path, int8: bool = True):
+    """Convert (int8 calibrated on `representative`, or float) and write it with its metadata."""
+    path.write_bytes(embed_metadata(to_tflite(model, arch, representative, int8=int8), meta))
+    return path
+
+
 def embed_metadata(tflite: bytes, meta: ModelMetadata) -> bytes:
     """Add (or replace) the `ser_edge` metadata entry in the flatbuffer."""
     from tensorflow.lite.python import schema_py_generated as schema

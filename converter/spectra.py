@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -97,25 +96,11 @@ def build(utts: list[Utterance], cfg: F.FeatureConfig, n_aug: int = 2, seed: int
     if cache and cache.exists():
         d = np.load(cache)
         return Spectra(d["frames"], d["speech"], d["start"], d["length"])
-    rng = np.random.default_rng(seed)
-    jobs = []
-    for i, u in enumerate(utts):
-        others = [utts[j].path for j in rng.choice(len(utts), 3) if utts[j].speaker != u.speaker]
-        jobs.append((u.path, seed * 100003 + i, n_aug, cfg.to_json(), others))
-    from .dataset import _progress
+    from .dataset import babble_partners, run_jobs
 
-    bar = _progress(len(jobs), "spectra", progress)
-    results = []
-    if workers > 1:
-        with Pool(workers) as pool:
-            for r in pool.imap(_one, jobs, chunksize=16):
-                results.append(r)
-                bar.update(1)
-    else:
-        for j in jobs:
-            results.append(_one(j))
-            bar.update(1)
-    bar.close()
+    jobs = [(u.path, seed * 100003 + i, n_aug, cfg.to_json(), others)
+            for i, (u, others) in enumerate(zip(utts, babble_partners(utts, seed)))]
+    results = run_jobs(_one, jobs, "spectra", workers, progress, chunksize=16)
     length = np.array([[len(f) for f, _ in r] for r in results], np.int64)
     start = np.concatenate([[0], np.cumsum(length.ravel())[:-1]]).reshape(length.shape)
     frames = np.concatenate([f for r in results for f, _ in r])

@@ -18,11 +18,8 @@ import numpy as np
 from edge.model import Classifier
 
 from . import architectures, evaluate, quantize
-from .corpora import LABELS, load_corpora, summary
+from .corpora import LABELS, LICENCES, load_corpora, summary
 from .dataset import WindowSet, build, default_metadata, random_split, speaker_folds
-
-LICENCES = {"ravdess": "RAVDESS (Livingstone & Russo 2018), CC BY-NC-SA 4.0",
-            "tess": "TESS (Dupuis & Pichora-Fuller 2010), CC BY-NC-ND 4.0"}
 
 
 @dataclass
@@ -125,12 +122,6 @@ def predict_tflite(path: str | Path, x: np.ndarray) -> np.ndarray:
     return np.stack([clf.predict_normalised(w) for w in x])
 
 
-def write_model(model, recipe: Recipe, x_rep: np.ndarray, meta, path: Path, int8: bool = True) -> Path:
-    tfl = quantize.to_tflite(model, recipe.arch, x_rep, int8=int8)
-    path.write_bytes(quantize.embed_metadata(tfl, meta))
-    return path
-
-
 def _metadata(recipe: Recipe, extra: dict):
     meta = default_metadata(recipe.window_s, recipe.hop_s)
     meta.extra = {"arch": recipe.arch, "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
@@ -184,8 +175,8 @@ def cross_validate(recipe: Recipe, out_dir: Path, data_dir=None, random_split_to
         model, hist = fit(recipe, x, y, w, ws.clean[test], ws.y[test], verbose=verbose)
         histories.append(hist)
         meta = _metadata(recipe, {"fold": k, "held_out": held_out})
-        int8_path = write_model(model, recipe, _representative(x), meta, out_dir / f"fold{k}-int8.tflite")
-        float_path = write_model(model, recipe, x[:1], meta, out_dir / f"fold{k}-float.tflite", int8=False)
+        int8_path = quantize.write_model(model, recipe.arch, _representative(x), meta, out_dir / f"fold{k}-int8.tflite")
+        float_path = quantize.write_model(model, recipe.arch, x[:1], meta, out_dir / f"fold{k}-float.tflite", int8=False)
         sizes = {"int8_bytes": int8_path.stat().st_size, "float_bytes": float_path.stat().st_size,
                  "params": int(model.count_params())}
         p = {"float": predict_float(model, ws.clean[test]), "int8": predict_tflite(int8_path, ws.clean[test]),
@@ -278,7 +269,7 @@ def train_final(recipe: Recipe, out_path: Path, data_dir=None, cv_report: dict |
         extra["cv"]["split"] = cv_report["split"]
     meta = _metadata(recipe, extra)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_model(model, recipe, _representative(x), meta, out_path)
+    quantize.write_model(model, recipe.arch, _representative(x), meta, out_path)
     problems = quantize.check_int8(str(out_path))
     if problems:
         raise RuntimeError(f"{out_path}: not a clean full-int8 model: {problems}")

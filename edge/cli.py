@@ -24,7 +24,7 @@ from . import __version__
 from .audio import AudioError, iter_wav, read_wav, wav_info
 from .config import Config, ConfigError, load
 from .model import DEFAULT_MODEL, Classifier, ModelError, interpreter_version
-from .pipeline import AdaptationSettings, GateSettings, Pipeline, SmoothingSettings
+from .pipeline import AdaptationSettings, GateSettings, Pipeline, SmoothingSettings, iso_time
 from .sources import END, SourceError, list_devices, open_source
 
 log = logging.getLogger("ser_edge")
@@ -256,8 +256,7 @@ class Service:
             self._open_event_path().unlink()
         except (OSError, ValueError):
             return
-        now = time.time()
-        end = {**left, "type": "end", "end_time": _iso_now(now), "reason": "restart"}
+        end = {**left, "type": "end", "end_time": iso_time(time.time()), "reason": "restart"}
         log.info("end %s %s: left open by the previous run (it did not stop cleanly)", left.get("event_type"),
                  left.get("id"))
         if self.publisher:
@@ -342,10 +341,6 @@ class Service:
             self.leds.close()
         if self.broker:
             self.broker.stop()
-
-
-def _iso_now(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
 
 
 def _device_id(cfg: Config) -> str:

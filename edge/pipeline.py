@@ -76,11 +76,12 @@ class Event:
 
     def payload(self) -> dict:
         return {"event_type": self.emotion, "type": self.type, "id": self.id, "score": round(self.score, 4),
-                "top_score": round(self.top_score, 4), "start_time": _iso(self.start_time),
-                "end_time": _iso(self.end_time) if self.end_time else None, "offset_s": round(self.offset_s, 3)}
+                "top_score": round(self.top_score, 4), "start_time": iso_time(self.start_time),
+                "end_time": iso_time(self.end_time) if self.end_time else None, "offset_s": round(self.offset_s, 3)}
 
 
-def _iso(t: float) -> str:
+def iso_time(t: float) -> str:
+    """Wall-clock seconds -> ISO 8601 UTC with milliseconds, as every payload carries time."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
 
 
@@ -248,7 +249,7 @@ class Pipeline:
         self.last_speech = False
         self.last_emotion: str | None = None
         self.state: dict = {"emotion": "none", "confidence": 0.0, "scores": {}, "speech": False, "offset_s": 0.0,
-                            "time": _iso(self.tracker.wall_start)}
+                            "time": iso_time(self.tracker.wall_start)}
         self.dead_samples = 0
         self.feature_ms: deque = deque(maxlen=600)
         self.inference_ms: deque = deque(maxlen=600)
@@ -355,7 +356,7 @@ class Pipeline:
         self.state = {"emotion": emotion, "confidence": round(conf, 4), "speech": speech,
                       "scores": {lab: round(float(v), 3) for lab, v in zip(labels, smoothed)} if smoothed is not None else {},
                       "offset_s": round(offset, 3),
-                      "time": _iso(self.tracker.wall_start + offset)}
+                      "time": iso_time(self.tracker.wall_start + offset)}
         if changed:
             out.state_changed = True
 
