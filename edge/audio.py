@@ -186,6 +186,37 @@ def write_wav(path: str | Path, signal: np.ndarray, samplerate: int = TARGET_RAT
         w.writeframes(pcm.tobytes())
 
 
+class WavWriter:
+    """Append float32 mono chunks to a 32-bit float WAV as they come (`ser-edge run --save-audio`):
+    exactly the samples the pipeline was given, so `--source file:` on the result reproduces a live
+    run's events. The header's sizes are brought up to date after every chunk, so a file cut short by
+    a crash is still readable up to its last chunk."""
+
+    def __init__(self, path: str | Path, samplerate: int = TARGET_RATE):
+        self.path, self.samplerate, self.frames = Path(path), samplerate, 0
+        self.f = open(self.path, "wb")
+        self.f.write(self._header())
+
+    def _header(self) -> bytes:
+        import struct
+
+        data = self.frames * 4
+        fmt = struct.pack("<HHIIHH", WAVE_FORMAT_IEEE_FLOAT, 1, self.samplerate, self.samplerate * 4, 4, 32)
+        return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + data) + b"WAVE" + b"fmt " +
+                struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", data))
+
+    def write(self, chunk: np.ndarray) -> None:
+        self.f.seek(0, 2)
+        self.f.write(np.asarray(chunk, "<f4").tobytes())
+        self.frames += len(chunk)
+        self.f.seek(0)
+        self.f.write(self._header())
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
 # --------------------------------------------------------------------------------------------------
 # Resampling: Kaiser-windowed sinc, polyphase, streaming. Ratios are reduced to up/down integers
 # (44100 -> 16000 = 160/441); each output sample uses 2*W input samples around its position.

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .audio import AudioError, iter_wav, read_wav, wav_info
+from .audio import AudioError, WavWriter, iter_wav, read_wav, wav_info
 from .config import Config, ConfigError, load
 from .model import DEFAULT_MODEL, Classifier, ModelError, interpreter_version
 from .pipeline import AdaptationSettings, GateSettings, Pipeline, SmoothingSettings, iso_time
@@ -127,6 +127,8 @@ class Service:
         self.started = time.time()
         self.cpu0 = time.process_time()
         self.events_published = 0
+        save = getattr(args, "save_audio", None)
+        self.audio_out = WavWriter(save) if save else None  # what the pipeline hears, to reproduce a run
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -220,6 +222,8 @@ class Service:
                 continue
             if chunk is END:
                 break
+            if self.audio_out:
+                self.audio_out.write(chunk)
             out = self.pipeline.push(chunk)
             self.handle(out)
             if time.monotonic() >= self.next_stats_save:
@@ -329,6 +333,8 @@ class Service:
 
     def shutdown(self, flush_s: float = 10.0) -> None:
         self.save_speech_stats()
+        if self.audio_out:
+            self.audio_out.close()
         if self.publisher:
             self.publish_stats()
             delivered = self.publisher.flush(flush_s)
@@ -549,6 +555,9 @@ def main(argv=None) -> int:
     r.add_argument("--model")
     r.add_argument("--stats-interval", type=float)
     r.add_argument("--print-events", action="store_true", help="also print each event as JSON on stdout")
+    r.add_argument("--save-audio", metavar="OUT.wav",
+                   help="also write the 16 kHz audio the pipeline hears (32-bit float WAV): `--source file:OUT.wav "
+                        "--speed 0` then reproduces this run's events")
     r.add_argument("--flush-timeout", type=float, default=10.0,
                    help="seconds to wait at exit for the broker to take queued messages")
     r.set_defaults(fn=cmd_run)

@@ -45,11 +45,12 @@ def windows_of(stdout):
     return [json.loads(l) for l in stdout.splitlines() if l.startswith("{")]
 
 
-def run_live(env, source, seconds, *extra):
-    """Run the service on a live source while the recording plays into the null sink."""
+def run_live(env, source, seconds, heard, *extra):
+    """Run the service on a live source while the recording plays into the null sink; the service
+    saves what its pipeline heard to `heard`."""
     p = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--no-mqtt", "--source", source,
-                          "--print-events", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                          "--print-events", "--save-audio", str(heard), *extra], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)  # let the source open
     subprocess.run(["paplay", "--device=virt", str(SAMPLE)], env=env, check=True)
     time.sleep(seconds)
@@ -63,70 +64,119 @@ def speech_segments(events):
     return [(e["offset_s"], e["event_type"]) for e in events if e["type"] == "start"]
 
 
-def file_events():
-    """The reference: the same recording as a file, followed by 3 s of silence — what a microphone
-    hears after the playback ends. (Without the silence, the end of the file flushes an emotion the
-    live stream would only report once it had lasted its minimum duration.)"""
-    from edge.audio import read_wav, write_wav
-
-    padded = Path(tempfile.mkdtemp()) / "sample-then-silence.wav"
-    write_wav(padded, np.concatenate([read_wav(SAMPLE), np.zeros(3 * 16000, np.float32)]))
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--no-mqtt", "--source", f"file:{padded}",
+def file_events(path):
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--no-mqtt", "--source", f"file:{path}",
                         "--speed", "0", "--print-events"], cwd=ROOT, capture_output=True, text=True)
-    shutil.rmtree(padded.parent, ignore_errors=True)
+    assert r.returncode == 0, r.stderr
     return windows_of(r.stdout)
 
 
-def compare(live, ref, lead_s=None):
-    """Live audio starts some time before (or, when the sound server delivers nothing while idle,
-    after) the recording, and that lead is unknown: it is the one (among all start-time differences)
-    that lines up the most segments. Then every file event start must have a live start within two
-    window hops of it (the hop grid falls differently on live audio); returns (matched, same label, n)."""
-    got = speech_segments(live)
-    want = speech_segments(ref)
+def where_played(heard_path):
+    """(sample of what the service heard at which the recording starts, normalised correlation there).
+    The hop grid of a live stream falls wherever the playback happened to start; knowing the exact
+    sample lets the file reference start on the same grid. Negative when the sound server dropped the
+    recording's first samples (its monitor starts delivering ~0.1 s late after being idle)."""
+    from edge.audio import read_wav
+
+    heard, rec = read_wav(heard_path), read_wav(SAMPLE)
+    n = 1 << int(np.ceil(np.log2(len(heard) + len(rec))))
+    xc = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(rec, n)), n)
+    k = int(np.argmax(xc))
+    lead = k if k < len(heard) else k - n  # circular index -> signed lag
+    a, b = max(0, lead), min(len(heard), lead + len(rec))
+    seg, ref = heard[a:b], rec[a - lead : b - lead]
+    return lead, float(np.dot(seg, ref) / (np.linalg.norm(seg) * np.linalg.norm(ref) + 1e-12))
+
+
+def placed(heard_path):
+    """(what the service heard, the original recording placed at the same sample in silence as long)."""
+    from edge.audio import read_wav
+
+    heard, rec = read_wav(heard_path), read_wav(SAMPLE)
+    lead, _ = where_played(heard_path)
+    x = np.zeros(len(heard), np.float32)
+    a, b = max(0, lead), min(len(heard), lead + len(rec))
+    x[a:b] = rec[a - lead : b - lead]
+    return heard, x
+
+
+def reference_at(heard_path, tmp):
+    """The file path on the recording placed where the live stream heard it: the same window grid."""
+    from edge.audio import write_wav
+
+    _, x = placed(heard_path)
+    write_wav(Path(tmp) / "reference.wav", x)
+    return file_events(Path(tmp) / "reference.wav")
+
+
+def compare(live, ref):
+    """Every reference event start must have a live start at the same offset (the grids coincide, so
+    within one frame) with the same label; returns (matched, same label, n)."""
+    got, want = speech_segments(live), speech_segments(ref)
     assert got, "the microphone path produced no events"
-
-    def score(lead):
-        matched = same = 0
-        for t, label in want:
-            near = [g for g in got if abs(g[0] - lead - t) <= 1.05]
-            if near:
-                matched += 1
-                same += any(g[1] == label for g in near)
-        return matched, same
-
-    return max(score(g[0] - w[0]) for g in got for w in want) + (len(want),)
+    matched = same = 0
+    for t, label in want:
+        near = [g for g in got if abs(g[0] - t) <= 0.011]
+        matched += bool(near)
+        same += any(g[1] == label for g in near)
+    return matched, same, len(want)
 
 
-def test_mic_pulse_gives_the_file_result(pulse):
+def check_against_file(out, heard, tmp):
+    """What the microphone path reported must equal the file path on exactly the samples the pipeline
+    heard (the pipeline does not depend on how audio arrives), and those samples must be the recording,
+    complete: correlation >= 0.98 and every 10 ms frame of its speech within 10 dB of the original (a
+    lost or repeated chunk is far more; the resamplers' roll-off near 8 kHz takes up to 4 dB from a
+    fricative).
+
+    Not asserted: that the *original* recording, placed on the same window grid, gives the same events.
+    It does in most runs, but any resampling on the way (the sound server's to 44.1 kHz and back, or the
+    service's own from 44.1/48 kHz) changes a borderline label of today's model now and then (measured
+    before this test was rewritten: 2 of 8 idle device-loss runs; after: 1 of 2 runs with the sink
+    reopened at 16 kHz): the model's robustness (issue 14), not the audio path's. Printed for the log."""
+    live = windows_of(out)
+    lead, corr = where_played(heard)
+    assert corr >= 0.98, f"the recording arrived altered: correlation {corr:.4f} at sample {lead}"
+    got, want = placed(heard)
+    n = len(got) // 160
+    e_got, e_want = (np.sqrt(np.mean(v[: n * 160].reshape(n, 160) ** 2, axis=1)) + 1e-9 for v in (got, want))
+    speech = e_want > e_want.max() * 10 ** (-30 / 20)
+    off = np.abs(20 * np.log10(e_got[speech] / e_want[speech])) > 10
+    assert not off.any(), f"{off.sum()} of {speech.sum()} speech frames differ by > 10 dB (lost audio?)"
+    same_samples = file_events(heard)
+    assert speech_segments(live) == speech_segments(same_samples), (speech_segments(live),
+                                                                     speech_segments(same_samples))
+    assert len(speech_segments(live)) >= 3, speech_segments(live)
+    matched, same, n = compare(live, reference_at(heard, tmp))
+    print(f"original recording on the same grid: {matched} of {n} event starts at the same offset, "
+          f"{same} with the same label (correlation {corr:.4f})")
+
+
+def test_mic_pulse_gives_the_file_result(pulse, tmp_path):
     env = pulse()
-    rc, out, err = run_live(env, "mic:pulse", 2.0)
+    rc, out, err = run_live(env, "mic:pulse", 2.0, tmp_path / "heard.wav")
     assert rc == 0, err
     assert "microphone open at 16000 Hz" in err
-    matched, same, n = compare(windows_of(out), file_events(), lead_s=1.5)
-    assert matched == n, (windows_of(out), file_events())
-    assert same >= n - 1, "labels per speech segment agree (one may differ: the window grid is shifted)"
+    check_against_file(out, tmp_path / "heard.wav", tmp_path)
 
 
-def test_cmd_parecord_gives_the_file_result(pulse):
+def test_cmd_parecord_gives_the_file_result(pulse, tmp_path):
     env = pulse()
     # --latency-msec: parecord's default buffering holds back ~2 s, which cut off the last segment
     cmd = "cmd:parecord --device=virt.monitor --raw --rate=16000 --channels=1 --format=s16le --latency-msec=100"
-    rc, out, err = run_live(env, cmd, 2.0)
+    rc, out, err = run_live(env, cmd, 2.0, tmp_path / "heard.wav")
     assert rc == 0, err
-    matched, same, n = compare(windows_of(out), file_events(), lead_s=1.5)
-    assert matched == n and same >= n - 1
+    check_against_file(out, tmp_path / "heard.wav", tmp_path)
 
 
 def test_48k_only_device_is_opened_at_its_rate_and_resampled(pulse, tmp_path):
     env = pulse(rate=48000)
     cfg = tmp_path / "c.toml"
     cfg.write_text("[audio]\nmic_rate = 48000\n")
-    rc, out, err = run_live(env, "mic:pulse", 2.0, "--config", str(cfg))
+    rc, out, err = run_live(env, "mic:pulse", 2.0, tmp_path / "heard.wav", "--config", str(cfg))
     assert rc == 0, err
     assert "microphone open at 48000 Hz, 2 channel(s), resampled to 16 kHz" in err
-    matched, same, n = compare(windows_of(out), file_events(), lead_s=1.5)
-    assert matched == n and same >= n - 1
+    check_against_file(out, tmp_path / "heard.wav", tmp_path)
 
 
 def test_devices_lists_pulse_with_rates(pulse):
@@ -165,6 +215,7 @@ def play_and_wait_until_heard(env, sub, recording_s=25.5):
 
 def start_service(env, mosquitto, tmp_path, *extra, source="mic:pulse"):
     return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--source", source, *extra, "--broker", mosquitto.url,
+                             "--save-audio", str(tmp_path / "heard.wav"),
                              "--device-id", "mic1", "--state-dir", str(tmp_path / "state"), "--stats-interval", "1",
                              "--print-events"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -201,15 +252,8 @@ def test_device_loss_is_logged_once_counted_and_recovered(pulse, mosquitto, tmp_
     assert err.count("microphone lost") == 1, err
     assert err.count("microphone back after") == 1, err
     assert "ALSA lib" not in err, "PortAudio's probing noise is hidden while reopening"
-    live, ref = windows_of(out), file_events()
-    matched, same, n = compare(live, ref)
-    # one segment of four may get no event start of its own: after the reload the sink runs at 44.1 kHz,
-    # the recording is resampled twice, and the last, borderline segment (neutral, after fearful) then
-    # sometimes continues the previous event instead of starting one (seen 2 of 8 idle runs:
-    # live [angry, happy, fearful] vs file [angry, happy, fearful, neutral]). That is the model's
-    # alignment fragility (issue 14), not recovery; issue 15 tracks making this exact again.
-    assert matched >= n - 1 and same >= n - 1, ("after recovery the played recording gives the file's events",
-                                                 speech_segments(live), speech_segments(ref))
+    # the reloaded sink is opened at 44.1 kHz and resampled by the service (see check_against_file)
+    check_against_file(out, tmp_path / "heard.wav", tmp_path)
 
 
 def test_overflow_under_load_is_counted_and_capture_goes_on(pulse, mosquitto, tmp_path):
@@ -241,12 +285,7 @@ def test_overflow_under_load_is_counted_and_capture_goes_on(pulse, mosquitto, tm
         out, err = p.communicate(30)
         sub.stop()
     assert p.returncode == 0, err
-    matched, same, n = compare(windows_of(out), file_events())
-    # under two CPU hogs one of the four segments may be missed (seen in 2 of 5 runs: the last, short
-    # one); what must hold is that capture went on and found the rest with the right labels
-    assert matched >= n - 1 and same >= matched - 1, (
-        "capture went on: the recording played under load gives the file's events: "
-        f"{speech_segments(windows_of(out))} vs {speech_segments(file_events())}")
+    check_against_file(out, tmp_path / "heard.wav", tmp_path)
 
 
 def test_short_stall_loses_nothing_and_counts_no_overflow(pulse, mosquitto, tmp_path):
