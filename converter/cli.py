@@ -102,7 +102,7 @@ def cmd_rescore(args) -> int:
 
     recipe = _recipe(args)
     out = rescore(Path(args.run_dir), recipe, args.data)
-    for key in ("int8_adapted", "int8_prior_only", "int8_lowpass_adapted"):
+    for key in ("int8_adapted", "int8_prior_only", "int8_lowpass_adapted", "int8_noise60_adapted"):
         s = out[key]
         g = s["clip"]["by_gender"]
         print(f"{key:22} centred {s['centred']['all']['uar']:.3f} clip {s['clip']['all']['uar']:.3f} "

@@ -25,6 +25,7 @@ from edge.model import Classifier, ModelMetadata
 from . import architectures, evaluate, quantize, spectra
 from .corpora import LABELS, LICENCES, load_corpora, summary
 OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # evaluation alignments around the speech centre
+NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level (a quiet room's floor)
 
 
 @dataclass
@@ -47,6 +48,11 @@ class CropRecipe:
     n_aug: int = 2
     clean_fraction: float = 0.4  # share of training windows from the clean copy (the rest augmented)
     stats_jitter: float = 0.15  # noise on the device statistics in training (a device's estimate is rough)
+    # a room's noise floor added to this share of training windows, at a level drawn from the range
+    # (dBFS RMS of white noise); 0: none. Without it a quiet room's -60 dBFS floor pushed most speech
+    # towards "angry" (docs/RESULTS.md section 10)
+    noise_floor_p: float = 0.0
+    noise_floor_dbfs: tuple = (-75.0, -45.0)
     prior_s: float = 30.0
     seed: int = 0
     folds: int = 5
@@ -141,6 +147,25 @@ def cut(frames: np.ndarray, centre: int, length: int, rng) -> np.ndarray:
     return out
 
 
+_NOISE_POWER: dict = {}
+
+
+def noise_power(cfg: F.FeatureConfig) -> np.ndarray:
+    """Mel-band power (frames, bands) of 20 s of unit-RMS white noise through the device's front end."""
+    key = cfg.to_json() if hasattr(cfg, "to_json") else repr(cfg)
+    if key not in _NOISE_POWER:
+        x = np.random.default_rng(12345).standard_normal(20 * 16000)
+        _NOISE_POWER[key] = np.exp(F.features(x, cfg).astype(np.float64))
+    return _NOISE_POWER[key]
+
+
+def add_noise_floor(feat: np.ndarray, dbfs: float, power: np.ndarray, rng) -> np.ndarray:
+    """Log-mel `feat` with white noise at `dbfs` added (powers add for independent signals)."""
+    start = int(rng.integers(0, len(power) - len(feat))) if len(power) > len(feat) else 0
+    noise = np.resize(power[start:], feat.shape) * 10 ** (dbfs / 10)
+    return np.log(np.exp(feat.astype(np.float64)) + noise).astype(np.float32)
+
+
 def speech_centre(mask: np.ndarray) -> int:
     idx = np.flatnonzero(mask)
     return int((idx[0] + idx[-1]) // 2) if len(idx) else len(mask) // 2
@@ -185,6 +210,7 @@ class Sampler:
         self.p = sampling_weights(c.corpus[idx], c.y[idx], c.gender[idx], dict(recipe.corpus_share))
         self.rng = np.random.default_rng(recipe.seed + 7)
         self.frames = meta.frames
+        self.noise = noise_power(meta.features) if recipe.noise_floor_p else None
 
     def window(self, i: int, rng) -> np.ndarray:
         c, r = self.c, self.r
@@ -196,6 +222,8 @@ class Sampler:
         q = self.frames // 4
         centre = int(rng.integers(lo - q, hi + q + 1))
         w = cut(feat, centre, self.frames, rng)
+        if r.noise_floor_p and rng.random() < r.noise_floor_p:
+            w = add_noise_floor(w, float(rng.uniform(*r.noise_floor_dbfs)), self.noise, rng)
         stats = None
         if r.normalisation == "device":
             mean, std = self.stats[(c.speaker[i], "clean" if copy == 0 else "aug")]
@@ -255,12 +283,13 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
 
 
 def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, prior, copy: int = 0,
-                 seed: int = 0, adapt: bool = True):
+                 seed: int = 0, adapt: bool = True, noise_dbfs: float | None = None):
     """Normalised windows of the test utterances at every alignment: (n, len(OFFSETS_S), frames, bands).
 
     "device" normalisation streams each held-out speaker's utterances in a random order through a fresh
     SpeechStats (the prior only at first); each utterance is normalised with what the device had learnt
-    *before* it, then its speech is added: no utterance sees its own statistics."""
+    *before* it, then its speech is added: no utterance sees its own statistics. `noise_dbfs`: white noise
+    at that level added to every utterance (a room's floor, as in the CV stream)."""
     rng = np.random.default_rng(seed)
     rate = int(round(1 / meta.features.winstep))
     out = np.zeros((len(test), len(OFFSETS_S), meta.frames, recipe.bands), np.float32)
@@ -271,6 +300,8 @@ def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropR
         for i in rng.permutation(test[c.speaker[test] == spk]):
             feat = c.sp.get(i, copy).astype(np.float32)
             mask = c.sp.speech_mask(i, copy)
+            if noise_dbfs is not None:
+                feat = add_noise_floor(feat, noise_dbfs, noise_power(meta.features), np.random.default_rng(i))
             centre = speech_centre(mask)
             k = pos[int(i)]
             for j, o in enumerate(OFFSETS_S):
@@ -332,8 +363,9 @@ def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray,
     int8_path = quantize.write_model(model, recipe.arch, rep, meta, out_dir / f"{tag}-int8.tflite")
     x, before = eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed)
     x_lp, _ = eval_windows(c, test, meta, recipe, prior, copy=1, seed=recipe.seed)
+    x_noise, _ = eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed, noise_dbfs=NOISY_ROOM_DBFS)
     p = {"float": predict_float(model, x), "int8": predict_tflite(int8_path, x),
-         "int8_lowpass": predict_tflite(int8_path, x_lp)}
+         "int8_lowpass": predict_tflite(int8_path, x_lp), "int8_noise60": predict_tflite(int8_path, x_noise)}
     return {"p": p, "hist": hist, "minutes": (time.time() - t0) / 60, "params": int(model.count_params()),
             "int8_bytes": int8_path.stat().st_size, "speech_s_before": before, "model": model, "prior": prior,
             "meta": meta, "rep": rep, "int8_path": str(int8_path)}
@@ -382,14 +414,16 @@ def cross_validate(recipe: CropRecipe, out_dir: Path, data_dir=None, verbose: in
 def report_from_folds(recipe: CropRecipe, c: Corpus, folds, out_dir: Path) -> dict:
     """cv.json and cv.md from the fold predictions present in `out_dir`."""
     done = [k for k in range(len(folds)) if (out_dir / f"fold{k}-predictions.npz").exists()]
-    ys, idxs, ps, rows = [], [], {"float": [], "int8": [], "int8_lowpass": []}, []
+    ys, idxs, ps, rows = [], [], {"float": [], "int8": [], "int8_lowpass": [], "int8_noise60": []}, []
     for k in done:
         d = np.load(out_dir / f"fold{k}-predictions.npz")
         ys.append(d["y"])
         idxs.append(d["test"])
         for key in ps:
-            ps[key].append(d[key])
+            if key in d:  # runs before the noisy copy existed have no int8_noise60
+                ps[key].append(d[key])
         rows.append(json.loads((out_dir / f"fold{k}-row.json").read_text()))
+    ps = {k: v for k, v in ps.items() if len(v) == len(done)}
     y, idx = np.concatenate(ys), np.concatenate(idxs)
     report = {"recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(), "folds": folds,
               "folds_done": done, "sizes": {"params": rows[-1]["params"], "int8_bytes": rows[-1]["int8_bytes"]},
@@ -410,7 +444,9 @@ def write_cv_report(r: dict, out_dir: Path) -> None:
              f"{r['recipe']['bands']} bands, normalisation {r['recipe']['normalisation']}.", "",
              "| | centred UAR | clip UAR | any-alignment UAR | clip UAR men / women | clip accuracy |",
              "|---|---|---|---|---|---|"]
-    for key in ("float", "int8", "int8_lowpass"):
+    for key in ("float", "int8", "int8_lowpass", "int8_noise60"):
+        if key not in r:
+            continue
         s = r[key]
         g = s["clip"]["by_gender"]
         lines.append(f"| {key.replace('_', ' ')} | {s['centred']['all']['uar']:.3f} | {s['clip']['all']['uar']:.3f} | "
@@ -451,10 +487,12 @@ def train_final(recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: di
 def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
     """Score a finished CV's int8 fold models again, in every way a device meets speech: adapted to the
     held-out speaker (a stream), the prior only (one clip on a fresh device, like `analyze --clip`), and
-    adapted through a 4 kHz low-pass channel. Writes rescore.json beside cv.json."""
+    adapted through a 4 kHz low-pass channel, and adapted in a room with a -60 dBFS noise floor. Writes
+    rescore.json beside cv.json."""
     c = load(recipe, data_dir, progress=False)
     cv = json.loads((run_dir / "cv.json").read_text())
-    ys, idxs, ps = [], [], {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": []}
+    ys, idxs, ps = [], [], {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": [],
+                            "int8_noise60_adapted": []}
     for k, held_out in enumerate(cv["folds"]):
         if k not in cv.get("folds_done", range(len(cv["folds"]))):
             continue
@@ -463,9 +501,11 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
         clf_path = run_dir / f"fold{k}-int8.tflite"
         meta = Classifier(clf_path).meta
         prior = (np.asarray(meta.mean), np.asarray(meta.scale)) if meta.normalisation == "device" else prior_stats(c, train)
-        for key, copy, adapt in (("int8_adapted", 0, True), ("int8_prior_only", 0, False),
-                                 ("int8_lowpass_adapted", 1, True)):
-            x, _ = eval_windows(c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt)
+        for key, copy, adapt, noise in (("int8_adapted", 0, True, None), ("int8_prior_only", 0, False, None),
+                                        ("int8_lowpass_adapted", 1, True, None),
+                                        ("int8_noise60_adapted", 0, True, NOISY_ROOM_DBFS)):
+            x, _ = eval_windows(c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt,
+                                noise_dbfs=noise)
             ps[key].append(predict_tflite(clf_path, x))
         ys.append(c.y[test])
         idxs.append(test)

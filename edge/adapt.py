@@ -23,12 +23,41 @@ FRAME_S = 0.01  # one feature frame per 10 ms
 SPEECH_RANGE_DB = 30.0  # frames within this of a block's loudest frame count as speech
 
 
-def speech_frames(feat: np.ndarray, range_db: float = SPEECH_RANGE_DB) -> np.ndarray:
-    """Bool mask of the frames within `range_db` of the loudest (total log-mel energy)."""
+def frame_energy(feat: np.ndarray) -> np.ndarray:
+    """Total log-mel energy of each frame (natural log of power, like the features)."""
     f = np.asarray(feat, np.float64)
     top = f.max(axis=1, keepdims=True)
-    energy = top[:, 0] + np.log(np.sum(np.exp(f - top), axis=1))
-    return energy > energy.max() - range_db * math.log(10) / 10
+    return top[:, 0] + np.log(np.sum(np.exp(f - top), axis=1))
+
+
+def speech_frames(feat: np.ndarray, range_db: float = SPEECH_RANGE_DB, floor: float | None = None) -> np.ndarray:
+    """Bool mask of the frames within `range_db` of the loudest (total log-mel energy) and, given the
+    room's `floor` (a frame energy, see RoomFloor), at least ABOVE_FLOOR_DB above it."""
+    energy = frame_energy(feat)
+    mask = energy > energy.max() - range_db * math.log(10) / 10
+    if floor is not None:
+        mask &= energy > floor + ABOVE_FLOOR_DB * math.log(10) / 10
+    return mask
+
+
+ABOVE_FLOOR_DB = 12.0
+
+
+class RoomFloor:
+    """The room's noise floor: the quietest 10 % of frames over the last `windows` windows (speech or
+    not). Training's clean studio recordings have their floor far below speech, so "within 30 dB of the
+    loudest frame" is speech there; in a room whose floor is 25-30 dB under a quiet speaker that rule
+    counts the room as speech, which polluted the device statistics (measured on the CV stream at a
+    -60 dBFS floor: most segments became "angry")."""
+
+    def __init__(self, windows: int = 60):
+        from collections import deque
+
+        self.lows: deque = deque(maxlen=windows)
+
+    def update(self, feat: np.ndarray) -> float:
+        self.lows.append(float(np.percentile(frame_energy(feat), 10)))
+        return min(self.lows)
 
 
 class SpeechStats:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SCHEMA
-from .adapt import SpeechStats, speech_frames
+from .adapt import RoomFloor, SpeechStats, speech_frames
 from .features import MfccStream
 from .model import Classifier
 
@@ -230,6 +230,7 @@ class Pipeline:
         if meta.normalisation == "device":
             self.speech_stats = SpeechStats(meta.mean, meta.scale, adaptation.prior_s, adaptation.memory_s)
             self.adapting = adaptation.enabled
+        self.room_floor = RoomFloor()
         self.cfg = meta.features
         self.stream = MfccStream(self.cfg)
         self.window_frames = meta.frames
@@ -322,14 +323,16 @@ class Pipeline:
         speech = self.gate.is_speech(block_db, window_db) and not self.dead_mic
         scores = smoothed = None
         inf_ms = 0.0
+        window = np.stack(self.frames) if (speech or self.adapting) else None
+        if self.adapting:  # the room's floor, from every window: speech frames must stand out of it
+            self.floor_now = self.room_floor.update(window)
         if speech:
             t0 = time.perf_counter()
-            window = np.stack(self.frames)
             scores = self.clf.predict(window, self.speech_stats)
             inf_ms = (time.perf_counter() - t0) * 1000
             if self.adapting:  # learn from the newest hop's speech frames, after scoring them
                 new = window[-self.hop_frames :]
-                self.speech_stats.add(new[speech_frames(window)[-self.hop_frames :]])
+                self.speech_stats.add(new[speech_frames(window, floor=self.floor_now)[-self.hop_frames :]])
             self.inference_ms.append(inf_ms)
             self.inference_ms_total += inf_ms
             smoothed = self.smoother.update(scores)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.adapt import FRAME_S, SpeechStats, speech_frames
+from edge.adapt import FRAME_S, RoomFloor, SpeechStats, speech_frames
 from edge.audio import read_audio
 from edge import features as F
 
@@ -50,6 +50,26 @@ def test_speech_frames_pick_the_loud_part_of_a_real_recording(data_dir):
     rms = F.frame_rms(x)[: len(mask)]
     assert 0.2 < mask.mean() < 0.9
     assert np.median(rms[mask]) > 10 * np.median(rms[~mask])  # speech frames are much louder
+
+
+def test_a_noisy_room_is_not_taken_for_speech_by_the_adaptation(data_dir):
+    """An utterance in a room with a -60 dBFS floor: "within 30 dB of the loudest frame" counts the room
+    as speech (RAVDESS speaks only 25-35 dB above such a floor, less after pre-emphasis), which polluted
+    the device statistics and pushed a CV stream towards "angry"; with the room's floor measured it does
+    not, and the utterance's speech still counts."""
+    cfg = F.FeatureConfig(kind="logfbank", nfilt=64, nfft=512, winfunc="hamming", preemph=0.97)
+    x = read_audio(data_dir / "ravdess" / "Actor_01" / "03-01-05-01-01-01-01.flac")
+    room = (np.random.default_rng(0).standard_normal(len(x) + 32000) * 10 ** (-60 / 20)).astype(np.float32)
+    room[16000 : 16000 + len(x)] += x
+    feat = F.features(room, cfg)
+    room_only = np.r_[0:90, len(feat) - 190 : len(feat)]  # a second of room before, more after
+    floor = RoomFloor()
+    for start in range(0, len(feat) - 300, 50):  # the pipeline's windows, 3 s every 0.5 s
+        f = floor.update(feat[start : start + 300])
+    assert speech_frames(feat)[room_only].mean() > 0.5, "the failure this guards against"
+    mask = speech_frames(feat, floor=f)
+    assert mask[room_only].mean() < 0.05
+    assert mask.sum() > 50, "the utterance's speech still counts"
 
 
 def test_device_normalised_model_adapts_in_the_pipeline_and_the_service_keeps_it(tmp_path):
