@@ -111,6 +111,15 @@ def cmd_rescore(args) -> int:
     return 0
 
 
+def cmd_affect(args) -> int:
+    """Arousal/valence of a finished crop CV's held-out predictions (AUCs; docs/model-card.md)."""
+    from .crops import affect_report
+
+    out = affect_report(Path(args.run_dir), args.data)
+    print(json.dumps({k: v for k, v in out.items() if k != "mean_by_class"}, indent=1))
+    return 0
+
+
 ZOO_BEGIN, ZOO_END = "<!-- zoo table: ser-convert zoo --report -->", "<!-- end zoo table -->"
 
 
@@ -241,6 +250,10 @@ def main(argv=None) -> int:
     rs = sub.add_parser("rescore", help="a finished crop CV's fold models: adapted, prior only, low-pass")
     common(rs)
     rs.set_defaults(fn=cmd_rescore)
+    af = sub.add_parser("affect", help="arousal/valence of a finished crop CV's held-out predictions")
+    af.add_argument("--run-dir", required=True)
+    af.add_argument("--data", help="corpora directory (default $SER_DATA or ../shared/data)")
+    af.set_defaults(fn=cmd_affect)
     z = sub.add_parser("zoo", help="the seed papers' architectures as speaker-independent baselines")
     z.add_argument("--list", action="store_true", help="list the architectures")
     z.add_argument("--run", action="store_true", help="train and score them (resumes: finished ones are kept)")

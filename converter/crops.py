@@ -545,3 +545,24 @@ def leave_one_corpus_out(recipe: CropRecipe, held: str, out_dir: Path, data_dir=
     print(json.dumps({k: res[k] for k in ("held_out_corpus", "n")} |
                      {k: round(res[k]["clip_uar"], 3) for k in p}), flush=True)
     return res
+
+
+def affect_report(run_dir: Path, data_dir=None) -> dict:
+    """Arousal and valence (edge/affect.py) of a finished CV's int8 clip predictions on the held-out
+    RAVDESS actors (evaluate.affect_scores); writes affect.json beside cv.json."""
+    from .corpora import load_corpora
+
+    utts = load_corpora(data_dir, ALL_CORPORA)
+    ys, ps, idx = [], [], []
+    for f in sorted(run_dir.glob("fold*-predictions.npz")):
+        d = np.load(f)
+        ys.append(d["y"])
+        ps.append(d["int8"].mean(axis=1))  # clip: the mean of the alignments
+        idx.append(d["test"])
+    test = np.concatenate(idx)
+    # RAVDESS file names: modality-channel-emotion-intensity-statement-repetition-actor; 02 = strong
+    strong = np.array([Path(utts[i].path).name.split("-")[3] == "02" for i in test])
+    out = {"run": str(run_dir), "folds": len(ys), **evaluate.affect_scores(np.concatenate(ps), np.concatenate(ys),
+                                                                           strong, list(LABELS))}
+    evaluate.write_json(out, run_dir / "affect.json")
+    return out

@@ -128,3 +128,46 @@ def plot_curves(histories: list[dict], path, title):
 
 def write_json(obj, path):
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True))
+
+
+# --------------------------------------------------------------------------------------------------
+# Arousal and valence (edge/affect.py) on held-out speakers
+
+HIGH_AROUSAL, LOW_AROUSAL = ("angry", "fearful", "happy", "surprised"), ("neutral", "calm", "sad")
+PLEASANT, UNPLEASANT = ("happy", "calm"), ("sad", "angry", "fearful", "disgust")
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + ties / 2)
+
+
+def affect_scores(p_clip: np.ndarray, y: np.ndarray, strong: np.ndarray, labels: list[str]) -> dict:
+    """How well the circumplex arousal/valence of clip probabilities `p_clip` (n, classes) separate
+    held-out utterances: arousal AUC high- vs low-arousal classes (disgust, between, left out); valence
+    AUC pleasant vs unpleasant classes (neutral and surprised left out); and, within each class that
+    has both, arousal AUC of strong vs normal intensity (RAVDESS's own arousal signal), averaged."""
+    from edge.affect import arousal_valence
+
+    av = np.array([arousal_valence(p, labels) for p in p_clip])
+    arousal, valence = av[:, 0], av[:, 1]
+    name = np.array(labels)[y]
+    out = {"n": int(len(y)),
+           "arousal_auc_high_vs_low": auc(arousal[np.isin(name, HIGH_AROUSAL)], arousal[np.isin(name, LOW_AROUSAL)]),
+           "valence_auc_pleasant_vs_unpleasant": auc(valence[np.isin(name, PLEASANT)], valence[np.isin(name, UNPLEASANT)])}
+    per_class = {}
+    for lab in labels:
+        sel = name == lab
+        if sel.any() and strong[sel].any() and (~strong[sel]).any():
+            per_class[lab] = auc(arousal[sel & strong], arousal[sel & ~strong])
+    out["arousal_auc_strong_vs_normal_within_class"] = float(np.mean(list(per_class.values()))) if per_class else float("nan")
+    out["strong_vs_normal_per_class"] = per_class
+    out["mean_by_class"] = {lab: {"arousal": round(float(arousal[name == lab].mean()), 3),
+                                  "valence": round(float(valence[name == lab].mean()), 3)}
+                            for lab in labels if (name == lab).any()}
+    return out

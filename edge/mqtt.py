@@ -64,7 +64,7 @@ class Topics:
 
 
 def discovery_payload(topics: Topics, device_id: str, name: str, labels: list[str], model_name: str) -> dict:
-    """Home Assistant device-based discovery: one device, five entities. Abbreviated keys keep it small."""
+    """Home Assistant device-based discovery: one device, seven entities. Abbreviated keys keep it small."""
     d = device_id
     comps = {
         "emotion": {"p": "sensor", "name": "Emotion", "uniq_id": f"{d}_emotion", "default_entity_id": f"sensor.{d}_emotion",
@@ -74,6 +74,14 @@ def discovery_payload(topics: Topics, device_id: str, name: str, labels: list[st
                        "stat_cla": "measurement", "val_tpl": "{{(value_json.confidence*100)|round(0)}}"},
         "speech": {"p": "binary_sensor", "name": "Speech", "uniq_id": f"{d}_speech", "default_entity_id": f"binary_sensor.{d}_speech",
                    "stat_t": "~/state", "dev_cla": "sound", "val_tpl": "{{'ON' if value_json.speech else 'OFF'}}"},
+        # measurement sensors: Home Assistant keeps their long-term statistics ("low mood all evening");
+        # "None" (no speech) makes the entity unknown, which the statistics skip
+        "arousal": {"p": "sensor", "name": "Arousal", "uniq_id": f"{d}_arousal", "default_entity_id": f"sensor.{d}_arousal",
+                    "stat_t": "~/state", "stat_cla": "measurement", "suggested_display_precision": 2,
+                    "val_tpl": "{{value_json.arousal if value_json.arousal is not none else 'None'}}"},
+        "valence": {"p": "sensor", "name": "Valence", "uniq_id": f"{d}_valence", "default_entity_id": f"sensor.{d}_valence",
+                    "stat_t": "~/state", "stat_cla": "measurement", "suggested_display_precision": 2,
+                    "val_tpl": "{{value_json.valence if value_json.valence is not none else 'None'}}"},
         "event": {"p": "event", "name": "Event", "uniq_id": f"{d}_event", "default_entity_id": f"event.{d}_emotion_event",
                   "stat_t": "~/event", "evt_typ": labels},
         "rtf": {"p": "sensor", "name": "RTF", "uniq_id": f"{d}_rtf", "default_entity_id": f"sensor.{d}_real_time_factor",

@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import SCHEMA
 from .adapt import RoomFloor, SpeechStats, speech_frames
+from .affect import arousal_valence
 from .features import MfccStream
 from .model import Classifier
 
@@ -24,6 +25,9 @@ from .model import Classifier
 def _default(section: str, key: str):
     """Defaults live once, in the config schema."""
     return field(default=SCHEMA[section][key].default)
+
+
+AV_STEP = 0.1  # a state message when arousal or valence moved this much since the last one
 
 
 @dataclass
@@ -249,7 +253,10 @@ class Pipeline:
         self.samples = 0
         self.last_speech = False
         self.last_emotion: str | None = None
+        self.av_published: tuple | None = None
+        self.av_heard: tuple = (None, 0.0)  # (arousal, valence) of the last speech window, and when
         self.state: dict = {"emotion": "none", "confidence": 0.0, "scores": {}, "speech": False, "offset_s": 0.0,
+                            "arousal": None, "valence": None,
                             "time": iso_time(self.tracker.wall_start)}
         self.dead_samples = 0
         self.feature_ms: deque = deque(maxlen=600)
@@ -356,19 +363,29 @@ class Pipeline:
             conf = float(smoothed[labels.index(emotion)])
         else:  # a pause inside an event: the event goes on, with the confidence it had at its last speech
             conf = float(self.tracker.current.score)
+        # arousal and valence of the smoothed scores; held through a pause shorter than end_after_s (like
+        # an event), so "raised voices for five minutes" survives breaths; none after that
+        if smoothed is not None:
+            self.av_heard = (arousal_valence(smoothed, labels), offset)
+        av = self.av_heard[0] if offset - self.av_heard[1] < self.tracker.s.end_after_s else None
+        last = self.av_published
+        if (av is None) != (last is None) or (av and max(abs(av[0] - last[0]), abs(av[1] - last[1])) >= AV_STEP):
+            changed = True  # a dashboard follows mood without a message for every window
         self.state = {"emotion": emotion, "confidence": round(conf, 4), "speech": speech,
+                      "arousal": av[0] if av else None, "valence": av[1] if av else None,
                       "scores": {lab: round(float(v), 3) for lab, v in zip(labels, smoothed)} if smoothed is not None else {},
                       "offset_s": round(offset, 3),
                       "time": iso_time(self.tracker.wall_start + offset)}
         if changed:
             out.state_changed = True
+            self.av_published = av
 
     def finish(self) -> Output:
         """End of the source: close any open event."""
         out = Output()
         out.events.extend(self.tracker.finish(self.offset_s))
         if out.events:
-            self.state = dict(self.state, emotion="none", confidence=0.0, speech=False)
+            self.state = dict(self.state, emotion="none", confidence=0.0, speech=False, arousal=None, valence=None)
             out.state_changed = True
         return out
 
