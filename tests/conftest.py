@@ -46,7 +46,10 @@ class Mosquitto:
 
     def start(self):
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # its log goes to a file: a pipe nobody reads fills after ~64 KB of log and then blocks the broker
+        self.log = self.tmp / "mosquitto.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -54,7 +57,7 @@ class Mosquitto:
                     return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start: " + self.proc.stderr.read().decode())
+        raise RuntimeError("mosquitto did not start: " + self.log.read_text())
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
