@@ -8,7 +8,7 @@ DEBS    := mosquitto mosquitto-clients portaudio19-dev libsndfile1 sox openssl \
 export SER_DATA ?= $(abspath ../shared/data)
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test venv debs bench train install arm64-check py313-check clean
+.PHONY: demo test venv debs bench train install arm64-check py313-check ha-check clean
 
 demo: debs $(STAMP)
 	$(BIN)/ser-edge demo
@@ -51,3 +51,7 @@ arm64-check: $(STAMP)
 
 py313-check: $(STAMP)
 	./tools/py313_check.sh
+
+# a real Home Assistant (PyPI, Python 3.13 root) with the service on the demo: tests/test_homeassistant.py
+ha-check: debs $(STAMP)
+	./tools/ha_check.sh
