@@ -176,12 +176,11 @@ def ha_env(tmp_path_factory):
     mounted = not os.path.ismount(root / "proc")
     if mounted:
         subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
-    config_dir = f"/srv/ha-check-{os.getpid()}"
-    write_config(root / config_dir.lstrip("/"), free_port())
+    config_dir, http_port = f"/srv/ha-check-{os.getpid()}", free_port()
+    write_config(root / config_dir.lstrip("/"), http_port)
     check = subprocess.run(["chroot", str(root), f"{HA_VENV}/bin/hass", "--script", "check_config", "-c", config_dir],
                            capture_output=True, text=True, timeout=600)
-    ha = HomeAssistant(root, config_dir, int(re.search(r"server_port: (\d+)", (
-        root / config_dir.lstrip("/") / "configuration.yaml").read_text()).group(1)))
+    ha = HomeAssistant(root, config_dir, http_port)
     try:
         ha.wait_up()
         ha.onboard()

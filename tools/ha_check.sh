@@ -32,5 +32,4 @@ PY
   # older releases pin aiodns 3 but not pycares, whose 5.x breaks aiodns 3 at import (hass exits)
   chroot "$R" sh -c "/ha-$V/bin/pip list 2>/dev/null | grep -q '^aiodns  *3\.' && env -u PIP_FIND_LINKS -u PIP_CERT /ha-$V/bin/pip install -q 'pycares<5'" || true
 fi
-"$R/ha-$V/bin/python" --version >/dev/null 2>&1 || true
 SER_HA_ROOT="$R" SER_HA_VENV="/ha-$V" exec .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_homeassistant.py "$@"

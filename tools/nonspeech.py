@@ -136,12 +136,11 @@ def band(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def harmonic(f0, n: int, partials=(1.0, 0.5, 0.3, 0.2), jitter=0.0, rng=None) -> np.ndarray:
-    t = np.arange(n) / RATE
     f = np.full(n, float(f0)) if np.isscalar(f0) else f0
     if jitter and rng is not None:
         f = f * (1 + jitter * np.cumsum(rng.standard_normal(n)) / np.sqrt(n))
     phase = 2 * np.pi * np.cumsum(f) / RATE
-    return sum(a * np.sin((k + 1) * phase) for k, a in enumerate(partials)) + 0 * t
+    return sum(a * np.sin((k + 1) * phase) for k, a in enumerate(partials))
 
 
 def bursts(rng, seconds: float, make_one, gap=(0.3, 4.0)) -> np.ndarray:
@@ -293,9 +292,9 @@ def run(pipe, x: np.ndarray):
 def score(d: Path, model=None, config=None) -> dict:
     rows, total = {}, {"minutes": 0.0, "windows": 0, "passed": 0, "events": 0}
     for f in sorted(d.glob("*.wav")):
-        pipe = pipeline(model, config)
-        windows, events = run(pipe, read_audio(f))
-        r = {"minutes": len(read_audio(f)) / RATE / 60, "windows": len(windows),
+        x = read_audio(f)
+        windows, events = run(pipeline(model, config), x)
+        r = {"minutes": x.size / RATE / 60, "windows": len(windows),
              "passed": sum(w.speech for w in windows), "events": sum(e.type == "start" for e in events),
              "labels": sorted({e.emotion for e in events if e.type == "start"})}
         rows[f.stem] = r
