@@ -2,27 +2,41 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+EDGE    := $(VENV)/.edge-installed   # the device side and the demo's embedded broker: what `make demo` needs
+STAMP   := $(VENV)/.installed        # everything `make test` needs (the converter tests need TensorFlow)
 DEBS    := mosquitto mosquitto-clients portaudio19-dev libsndfile1 sox openssl \
            pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
 export SER_DATA ?= $(abspath ../shared/data)
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test venv debs bench train install arm64-check py313-check ha-check clean
+.PHONY: demo test lint venv wheel debs bench train install arm64-check py313-check ha-check clean
 
-demo: debs $(STAMP)
+demo: debs $(EDGE)
 	$(BIN)/ser-edge demo
 
-test: debs $(STAMP)
+test: debs $(STAMP) lint
 	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(EDGE): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[broker]"
+	touch $(EDGE)
+
+$(STAMP): $(EDGE) pyproject.toml
 	$(BIN)/pip install -q -e ".[audio,gpio,broker,plot,train,dev]"
 	touch $(STAMP)
+
+# the installable package (dist/ser_edge-*.whl): default model and demo recording inside
+wheel: $(STAMP)
+	rm -rf dist build
+	$(BIN)/python -m build --wheel --outdir dist . >/dev/null
+	@ls -l dist/*.whl
 
 # Debian packages the tests need; installed only when missing and when running as root.
 debs:
@@ -46,10 +60,10 @@ install:
 clean:
 	rm -rf $(VENV) runs/cache .pytest_cache
 
-arm64-check: $(STAMP)
+arm64-check: wheel
 	./tools/arm64_check.sh
 
-py313-check: $(STAMP)
+py313-check: wheel
 	./tools/py313_check.sh
 
 # a real Home Assistant (PyPI, Python 3.13 root) with the service on the demo: tests/test_homeassistant.py

@@ -68,6 +68,7 @@ def child_edge(wav: str, t_spawn: float) -> dict:
     sys.path.insert(0, str(ROOT))
     from edge.audio import iter_wav
     from edge.model import Classifier
+    from edge.mqtt import event_payload
     from edge.pipeline import Pipeline
 
     pipe = Pipeline(Classifier(), wall_start=0.0)
@@ -77,7 +78,7 @@ def child_edge(wav: str, t_spawn: float) -> dict:
         out = pipe.push(block)
         samples += len(block)
         for e in out.events:
-            json.dumps(e.payload())
+            json.dumps(event_payload(e))
         n += len(out.windows)
         if first is None and out.windows:
             first = time.time() - t_spawn
@@ -91,7 +92,9 @@ def child_edge(wav: str, t_spawn: float) -> dict:
 def run_child(mode: str, wav: str) -> dict:
     t = time.time()
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([sys.executable, __file__, "--child", mode, wav, str(t)], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, __file__, "--child", mode, wav, str(t)], capture_output=True, text=True, env=env
+    )
     if r.returncode != 0:
         raise SystemExit(r.stderr[-2000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -122,13 +125,26 @@ def main():
     print(f"{a.minutes:g} min of real speech (the demo recording repeated); each pipeline in a fresh process")
     print(f"{'':28} {'seed (librosa+Keras)':>22} {'ser-edge':>10} {'ratio':>8}")
     steady = lambda r: r["steady_cpu_s"] / r["steady_audio_s"] * 3600
-    print(f"{'CPU s per hour, with start-up':28} {per_hour(seed):22.1f} {per_hour(edge):10.1f} {per_hour(seed) / per_hour(edge):7.1f}x")
-    print(f"{'CPU s per hour, steady state':28} {steady(seed):22.1f} {steady(edge):10.1f} {steady(seed) / steady(edge):7.1f}x")
-    print(f"{'peak RSS (MB)':28} {seed['peak_rss_mb']:22.1f} {edge['peak_rss_mb']:10.1f} {seed['peak_rss_mb'] / edge['peak_rss_mb']:7.1f}x")
-    print(f"{'cold start to first result (s)':28} {seed['first_result_s']:22.2f} {edge['first_result_s']:10.2f} "
-          f"{seed['first_result_s'] / edge['first_result_s']:7.1f}x")
-    print(f"windows: seed ran the model on all {seed['windows']}; ser-edge on {edge['windows_run']} of {edge['windows']} "
-          f"(the rest were silence, gated out)")
+    print(
+        f"{'CPU s per hour, with start-up':28} {per_hour(seed):22.1f} {per_hour(edge):10.1f} "
+        f"{per_hour(seed) / per_hour(edge):7.1f}x"
+    )
+    print(
+        f"{'CPU s per hour, steady state':28} {steady(seed):22.1f} {steady(edge):10.1f} "
+        f"{steady(seed) / steady(edge):7.1f}x"
+    )
+    print(
+        f"{'peak RSS (MB)':28} {seed['peak_rss_mb']:22.1f} {edge['peak_rss_mb']:10.1f} "
+        f"{seed['peak_rss_mb'] / edge['peak_rss_mb']:7.1f}x"
+    )
+    print(
+        f"{'cold start to first result (s)':28} {seed['first_result_s']:22.2f} {edge['first_result_s']:10.2f} "
+        f"{seed['first_result_s'] / edge['first_result_s']:7.1f}x"
+    )
+    print(
+        f"windows: seed ran the model on all {seed['windows']}; ser-edge on {edge['windows_run']} of {edge['windows']} "
+        f"(the rest were silence, gated out)"
+    )
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def recorded_analysis() -> list[tuple[float, str, dict]]:
     """(offset_s, "state" | "event", payload) of one real run over the demo recording."""
     from edge.audio import read_wav
     from edge.model import DEFAULT_MODEL, Classifier
+    from edge.mqtt import event_payload, state_payload
     from edge.pipeline import Pipeline
 
     pipe = Pipeline(Classifier(DEFAULT_MODEL), wall_start=0.0)
@@ -63,10 +64,10 @@ def recorded_analysis() -> list[tuple[float, str, dict]]:
     for i in range(0, len(x), 1600):
         o = pipe.push(x[i : i + 1600])
         t = (i + 1600) / 16000
-        out += [(t, "event", e.payload()) for e in o.events]
+        out += [(t, "event", event_payload(e)) for e in o.events]
         if o.state_changed:
-            out.append((t, "state", dict(pipe.state)))
-    out += [(len(x) / 16000, "event", e.payload()) for e in pipe.finish().events]
+            out.append((t, "state", state_payload(pipe.state)))
+    out += [(len(x) / 16000, "event", event_payload(e)) for e in pipe.finish().events]
     return out
 
 
@@ -181,8 +182,8 @@ def device_worker(ids, users, port, analysis, seconds, seed, tmp, ready, go, sto
     labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
     publishers = {}
     for d in ids:
-        cfg = defaults()
-        cfg["mqtt"].update(username=d, password_file=str(tmp / f"{d}.pw"), allow_plaintext_password=True)
+        cfg = defaults().with_changes({"mqtt": dict(username=d, password_file=str(tmp / f"{d}.pw"),
+                                                    allow_plaintext_password=True)})
         (tmp / f"{d}.pw").write_text(users[d])
         publishers[d] = Publisher(cfg, d, f"Emotion {d}", labels, "default.tflite", Outbox(tmp / d),
                                   f"mqtt://127.0.0.1:{port}")

@@ -63,10 +63,18 @@ def main():
     for seconds in (1, 3, 60):
         x = audio(seconds)
         reps = args.repeats if seconds < 60 else max(5, args.repeats // 3)
-        e = median_ms(lambda: F.mfcc(x), reps)
-        p = median_ms(lambda: psf.mfcc(x), reps)
-        lib = median_ms(lambda: librosa.feature.mfcc(y=x.astype(np.float32), sr=16000, n_mfcc=13, n_fft=512,
-                                                     hop_length=160, win_length=400, n_mels=26), reps) if librosa else float("nan")
+        e = median_ms(lambda x=x: F.mfcc(x), reps)
+        p = median_ms(lambda x=x: psf.mfcc(x), reps)
+        lib = (
+            median_ms(
+                lambda x=x: librosa.feature.mfcc(
+                    y=x.astype(np.float32), sr=16000, n_mfcc=13, n_fft=512, hop_length=160, win_length=400, n_mels=26
+                ),
+                reps,
+            )
+            if librosa
+            else float("nan")
+        )
         rows[seconds] = (e, p, lib)
         print(f"{seconds:>5}s {e:9.2f} {p:9.2f} {lib:9.2f} {p / e:8.2f}x")
 
@@ -77,18 +85,18 @@ def main():
     def edge_stream():
         s = F.MfccStream(F.FeatureConfig())
         for i in range(0, len(x), 160):  # 10 ms chunks, as a microphone delivers them
-            s.push(x[i:i + 160])
+            s.push(x[i : i + 160])
 
     def edge_stream_lazy():
         s = F.MfccStream(F.FeatureConfig())
         for i in range(0, len(x), 160):  # 10 ms chunks; frames computed once per 0.5 s hop
-            s.feed(x[i:i + 160])
+            s.feed(x[i : i + 160])
             if (i + 160) % hop == 0:
                 s.compute()
 
     def psf_windows():
         for start in range(0, len(x) - win + 1, hop):
-            psf.mfcc(x[start:start + win])
+            psf.mfcc(x[start : start + win])
 
     reps = max(5, args.repeats // 3)
     es = median_ms(edge_stream, reps)
@@ -97,8 +105,10 @@ def main():
     print(f"\n60 s stream, 2 s window every 0.5 s; python_speech_features recomputing each window: {ps:.1f} ms")
     print(f"  edge MfccStream.push per 10 ms chunk (frames at once):   {es:.1f} ms  -> {ps / es:.2f}x cheaper")
     print(f"  edge MfccStream.feed per 10 ms chunk, compute per hop:   {el:.1f} ms  -> {ps / el:.2f}x cheaper")
-    print(f"batch speed-up over psf: 1 s {rows[1][1] / rows[1][0]:.2f}x, 3 s {rows[3][1] / rows[3][0]:.2f}x, "
-          f"60 s {rows[60][1] / rows[60][0]:.2f}x (targets: batch >= 1.5x, stream >= 4x)")
+    print(
+        f"batch speed-up over psf: 1 s {rows[1][1] / rows[1][0]:.2f}x, 3 s {rows[3][1] / rows[3][0]:.2f}x, "
+        f"60 s {rows[60][1] / rows[60][0]:.2f}x (targets: batch >= 1.5x, stream >= 4x)"
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def sox(x, rate):
 def main():
     print(f"{'rate':>6} {'tool':>6} {'passband max |err| dB':>22} {'worst alias dB':>15}")
     for rate in (22050, 24414, 44100, 48000, 96000):
-        for name, fn in (("edge", lambda x: resample(x, rate)), ("sox", lambda x: sox(x, rate))):
+        for name, fn in (("edge", lambda x, r=rate: resample(x, r)), ("sox", lambda x, r=rate: sox(x, r))):
             pb = max(abs(level_db(fn(tone(rate, f)), f)) for f in (100, 1000, 3000, 5000, 7000))
             aliases = []
             for f in np.linspace(8500, rate / 2 - 200, 8):

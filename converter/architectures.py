@@ -65,8 +65,8 @@ def dscnn2(frames: int, bands: int, n_classes: int, widths=(32, 48, 64, 96, 128,
            batch_size: int | None = None) -> keras.Model:
     """The wider MobileNet-style model: a strided full convolution, then depthwise-separable blocks
     whose resolution halves early while the channels grow (the parameters sit where the positions are
-    few, so MACs stay low: ~9 M for 3 s x 64 bands); then mean and max over time and frequency, concatenated (a cheap pooling
-    that keeps a short strong cue, which plain averaging dilutes)."""
+    few, so MACs stay low: ~9 M for 3 s x 64 bands); then mean and max over time and frequency,
+    concatenated (a cheap pooling that keeps a short strong cue, which plain averaging dilutes)."""
     inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
     x = _conv_bn_relu(inp, widths[0], (3, 3), (2, 2))
     for i, w in enumerate(widths[1:]):

@@ -47,10 +47,6 @@ def speed(x: np.ndarray, factor: float) -> np.ndarray:
     return resample(x, int(round(RATE * factor)), RATE)
 
 
-def time_shift(x: np.ndarray, shift: int) -> np.ndarray:
-    return np.roll(x, shift)
-
-
 def recording_chain(x: np.ndarray, rng: np.random.Generator, lowpass_hz: float | None = None,
                     highpass_hz: float | None = None, eq_db: float = 6.0) -> np.ndarray:
     """A different microphone: a random smooth EQ (+-eq_db), optional band limits, in one FFT."""

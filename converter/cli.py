@@ -193,14 +193,17 @@ def cmd_inspect(args) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"{mf.path}: {mf.size} bytes, sha256 {mf.sha256}")
-    print(f"input  {mf.inputs[0]['shape']} {mf.inputs[0]['dtype']}   output {mf.outputs[0]['shape']} {mf.outputs[0]['dtype']}")
+    i, o = mf.inputs[0], mf.outputs[0]
+    print(f"input  {i['shape']} {i['dtype']}   output {o['shape']} {o['dtype']}")
     print(f"{'op':32} {'ver':>3}  inputs -> outputs")
     for o in mf.ops:
         print(f"{o.name:32} {o.version:>3}  {','.join(o.inputs)} -> {','.join(o.outputs)}")
     if meta:
         print("labels:", ", ".join(meta["labels"]))
-        print(f"window {meta['window_s']} s, hop {meta['hop_s']} s, {meta['frames']} frames; "
-              f"normalisation {meta['normalisation']}")
+        print(
+            f"window {meta['window_s']} s, hop {meta['hop_s']} s, {meta['frames']} frames; "
+            f"normalisation {meta['normalisation']}"
+        )
         print("features:", json.dumps(meta["features"]))
         for k, v in meta.get("extra", {}).items():
             print(f"{k}: {json.dumps(v) if not isinstance(v, str) else v}")
@@ -221,9 +224,16 @@ def main(argv=None) -> int:
         sp.add_argument("--seed", type=int)
         sp.add_argument("--subset", type=int, help="every n-th utterance only (quick runs)")
         sp.add_argument("--max-folds", type=int, help="run only the first n folds (search on one fold)")
-        sp.add_argument("--only-folds", type=int, nargs="+", help="crop recipes: run these folds only (0-based); "
-                        "the report covers every fold finished in the run directory")
-        sp.add_argument("--normalisation", choices=("device", "window_mean"), help="crop recipes: how bands are normalised")
+        sp.add_argument(
+            "--only-folds",
+            type=int,
+            nargs="+",
+            help="crop recipes: run these folds only (0-based); "
+            "the report covers every fold finished in the run directory",
+        )
+        sp.add_argument(
+            "--normalisation", choices=("device", "window_mean"), help="crop recipes: how bands are normalised"
+        )
         sp.add_argument("--window-s", type=float, help="crop recipes: window length in seconds")
         sp.add_argument("--bands", type=int, help="crop recipes: mel bands")
         sp.add_argument("--steps-per-epoch", type=int, help="crop recipes: batches per epoch")
@@ -231,8 +241,11 @@ def main(argv=None) -> int:
         sp.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="any other recipe setting (JSON values)")
         sp.add_argument("--data", help="corpora directory (default $SER_DATA or ../shared/data)")
         sp.add_argument("--run-dir", help="where the run's files go (default runs/<arch>-<recipe hash>)")
-        sp.add_argument("--random-split", action="store_true",
-                        help="also report a random split, labelled 'random split (speakers shared)'")
+        sp.add_argument(
+            "--random-split",
+            action="store_true",
+            help="also report a random split, labelled 'random split (speakers shared)'",
+        )
 
     t = sub.add_parser("train", help="cross-validate, then train on all data and write an int8 model")
     common(t)

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from edge import features as F
-from edge.adapt import SpeechStats, speech_frames
+from edge.adapt import SpeechStats
 from edge.model import Classifier, ModelMetadata
 
 from . import architectures, evaluate, quantize, spectra
 from .corpora import LABELS, LICENCES, load_corpora, summary
+
 OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # evaluation alignments around the speech centre
 NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level (a quiet room's floor)
 
@@ -345,7 +346,7 @@ def _device_stats(recipe: CropRecipe, c: Corpus, idx: np.ndarray, prior) -> dict
     return speaker_stats(c, idx, prior, recipe, {"clean": [0], "aug": list(range(2, c.sp.copies))})
 
 
-def _representative(sampler: "Sampler", n: int = 300) -> np.ndarray:
+def _representative(sampler: Sampler, n: int = 300) -> np.ndarray:
     """Calibration windows for int8: training windows as the sampler makes them."""
     return np.concatenate([sampler.batch()[0][..., 0] for _ in range(6)])[:n]  # 6 batches >= 300 windows
 
@@ -439,39 +440,59 @@ def report_from_folds(recipe: CropRecipe, c: Corpus, folds, out_dir: Path) -> di
 
 
 def write_cv_report(r: dict, out_dir: Path) -> None:
-    lines = [f"# Cross-validation: {r['recipe']['arch']} (crop recipe {r['recipe_hash']})", "",
-             f"Split: {r['split']}. Folds scored: {len(r['folds_done'])} of {len(r['folds'])}. Window {r['recipe']['window_s']} s, "
-             f"{r['recipe']['bands']} bands, normalisation {r['recipe']['normalisation']}.", "",
-             "| | centred UAR | clip UAR | any-alignment UAR | clip UAR men / women | clip accuracy |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Cross-validation: {r['recipe']['arch']} (crop recipe {r['recipe_hash']})",
+        "",
+        f"Split: {r['split']}. Folds scored: {len(r['folds_done'])} of {len(r['folds'])}. "
+        f"Window {r['recipe']['window_s']} s, "
+        f"{r['recipe']['bands']} bands, normalisation {r['recipe']['normalisation']}.",
+        "",
+        "| | centred UAR | clip UAR | any-alignment UAR | clip UAR men / women | clip accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
     for key in ("float", "int8", "int8_lowpass", "int8_noise60"):
         if key not in r:
             continue
         s = r[key]
         g = s["clip"]["by_gender"]
-        lines.append(f"| {key.replace('_', ' ')} | {s['centred']['all']['uar']:.3f} | {s['clip']['all']['uar']:.3f} | "
-                     f"{s['any_alignment']['all']['uar']:.3f} | {g.get('male', {}).get('uar', float('nan')):.3f} / "
-                     f"{g.get('female', {}).get('uar', float('nan')):.3f} | {s['clip']['all']['accuracy']:.3f} |")
+        lines.append(
+            f"| {key.replace('_', ' ')} | {s['centred']['all']['uar']:.3f} | {s['clip']['all']['uar']:.3f} | "
+            f"{s['any_alignment']['all']['uar']:.3f} | {g.get('male', {}).get('uar', float('nan')):.3f} / "
+            f"{g.get('female', {}).get('uar', float('nan')):.3f} | {s['clip']['all']['accuracy']:.3f} |"
+        )
     pc = r["int8"]["clip"]["all"]["per_class"]
-    lines += ["", "int8 clip recall per class: " + ", ".join(f"{k} {v['recall']:.2f}" for k, v in pc.items()),
-              f"int8 vs float top-1 agreement (every window): {r['int8_float_agreement']:.3f}",
-              f"Sizes: {r['sizes']}", "", evaluate.markdown_table(r["fold_rows"], list(r["fold_rows"][0].keys()))]
+    lines += [
+        "",
+        "int8 clip recall per class: " + ", ".join(f"{k} {v['recall']:.2f}" for k, v in pc.items()),
+        f"int8 vs float top-1 agreement (every window): {r['int8_float_agreement']:.3f}",
+        f"Sizes: {r['sizes']}",
+        "",
+        evaluate.markdown_table(r["fold_rows"], list(r["fold_rows"][0].keys())),
+    ]
     (out_dir / "cv.md").write_text("\n".join(lines) + "\n")
 
 
-def train_final(recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: dict | None = None,
-                verbose: int = 2) -> Path:
+def train_final(
+    recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: dict | None = None, verbose: int = 2
+) -> Path:
     """Train on every utterance of the recipe's corpora and write the int8 model with its metadata."""
     c = load(recipe, data_dir)
     idx = np.flatnonzero(in_recipe(c, recipe))
     prior = prior_stats(c, idx)
-    extra = {"arch": recipe.arch, "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
-             "version": "0.2.0", "training_data": [LICENCES.get(k, k) for k in recipe.corpora],
-             "trained_on": summary([c.utts[i] for i in idx]),
-             "licence_note": "trained on non-commercial / research-only corpora: research and non-commercial use only"}
+    extra = {
+        "arch": recipe.arch,
+        "recipe": dataclasses.asdict(recipe),
+        "recipe_hash": recipe.hash(),
+        "version": "0.2.0",
+        "training_data": [LICENCES.get(k, k) for k in recipe.corpora],
+        "trained_on": summary([c.utts[i] for i in idx]),
+        "licence_note": "trained on non-commercial / research-only corpora: research and non-commercial use only",
+    }
     if cv_report:
-        extra["cv"] = {k: {m: cv_report[k][m]["all"]["uar"] for m in ("centred", "clip", "any_alignment")}
-                       for k in ("float", "int8", "int8_lowpass")}
+        extra["cv"] = {
+            k: {m: cv_report[k][m]["all"]["uar"] for m in ("centred", "clip", "any_alignment")}
+            for k in ("float", "int8", "int8_lowpass")
+        }
         extra["cv"]["split"] = cv_report["split"]
     meta = recipe.metadata(*prior, extra=extra)
     sampler = Sampler(c, idx, meta, recipe, _device_stats(recipe, c, idx, prior))
@@ -491,8 +512,11 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
     rescore.json beside cv.json."""
     c = load(recipe, data_dir, progress=False)
     cv = json.loads((run_dir / "cv.json").read_text())
-    ys, idxs, ps = [], [], {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": [],
-                            "int8_noise60_adapted": []}
+    ys, idxs, ps = (
+        [],
+        [],
+        {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": [], "int8_noise60_adapted": []},
+    )
     for k, held_out in enumerate(cv["folds"]):
         if k not in cv.get("folds_done", range(len(cv["folds"]))):
             continue
@@ -500,12 +524,18 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
         train = np.flatnonzero(~np.isin(c.speaker, held_out) & in_recipe(c, recipe))
         clf_path = run_dir / f"fold{k}-int8.tflite"
         meta = Classifier(clf_path).meta
-        prior = (np.asarray(meta.mean), np.asarray(meta.scale)) if meta.normalisation == "device" else prior_stats(c, train)
-        for key, copy, adapt, noise in (("int8_adapted", 0, True, None), ("int8_prior_only", 0, False, None),
-                                        ("int8_lowpass_adapted", 1, True, None),
-                                        ("int8_noise60_adapted", 0, True, NOISY_ROOM_DBFS)):
-            x, _ = eval_windows(c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt,
-                                noise_dbfs=noise)
+        prior = (
+            (np.asarray(meta.mean), np.asarray(meta.scale)) if meta.normalisation == "device" else prior_stats(c, train)
+        )
+        for key, copy, adapt, noise in (
+            ("int8_adapted", 0, True, None),
+            ("int8_prior_only", 0, False, None),
+            ("int8_lowpass_adapted", 1, True, None),
+            ("int8_noise60_adapted", 0, True, NOISY_ROOM_DBFS),
+        ):
+            x, _ = eval_windows(
+                c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt, noise_dbfs=noise
+            )
             ps[key].append(predict_tflite(clf_path, x))
         ys.append(c.y[test])
         idxs.append(test)
@@ -532,18 +562,29 @@ def leave_one_corpus_out(recipe: CropRecipe, held: str, out_dir: Path, data_dir=
     x, _ = eval_windows(c, test, r["meta"], recipe, r["prior"], copy=0, seed=recipe.seed, adapt=False)
     p = {"int8_adapted": r["p"]["int8"], "int8_prior_only": predict_tflite(r["int8_path"], x), "float": r["p"]["float"]}
     y4 = np.searchsorted(four, c.y[test])  # four is sorted: neutral 0, happy 2, sad 3, angry 4
-    res = {"held_out_corpus": held, "recipe_hash": recipe.hash(), "n": int(len(test)),
-           "speakers": int(len(set(c.speaker[test].tolist()))), "minutes": r["minutes"]}
+    res = {
+        "held_out_corpus": held,
+        "recipe_hash": recipe.hash(),
+        "n": int(len(test)),
+        "speakers": int(len(set(c.speaker[test].tolist()))),
+        "minutes": r["minutes"],
+    }
     for key, pp in p.items():
         sub = pp[..., four]
         clip = np.argmax(sub.mean(axis=1), 1)
         m = evaluate.metrics(y4, clip, list(FOUR))
-        res[key] = {"clip_uar": m["uar"], "per_class": {k: v["recall"] for k, v in m["per_class"].items()},
-                    "any_alignment_uar": evaluate.metrics(np.repeat(y4, sub.shape[1]), np.argmax(sub, 2).ravel(),
-                                                          list(FOUR))["uar"]}
+        res[key] = {
+            "clip_uar": m["uar"],
+            "per_class": {k: v["recall"] for k, v in m["per_class"].items()},
+            "any_alignment_uar": evaluate.metrics(np.repeat(y4, sub.shape[1]), np.argmax(sub, 2).ravel(), list(FOUR))[
+                "uar"
+            ],
+        }
     evaluate.write_json(res, out_dir / f"loco-{held}.json")
-    print(json.dumps({k: res[k] for k in ("held_out_corpus", "n")} |
-                     {k: round(res[k]["clip_uar"], 3) for k in p}), flush=True)
+    print(
+        json.dumps({k: res[k] for k in ("held_out_corpus", "n")} | {k: round(res[k]["clip_uar"], 3) for k in p}),
+        flush=True,
+    )
     return res
 
 
@@ -562,7 +603,10 @@ def affect_report(run_dir: Path, data_dir=None) -> dict:
     test = np.concatenate(idx)
     # RAVDESS file names: modality-channel-emotion-intensity-statement-repetition-actor; 02 = strong
     strong = np.array([Path(utts[i].path).name.split("-")[3] == "02" for i in test])
-    out = {"run": str(run_dir), "folds": len(ys), **evaluate.affect_scores(np.concatenate(ps), np.concatenate(ys),
-                                                                           strong, list(LABELS))}
+    out = {
+        "run": str(run_dir),
+        "folds": len(ys),
+        **evaluate.affect_scores(np.concatenate(ps), np.concatenate(ys), strong, list(LABELS)),
+    }
     evaluate.write_json(out, run_dir / "affect.json")
     return out

@@ -99,19 +99,32 @@ def build(utts: list[Utterance], meta: ModelMetadata, n_aug: int = 2, seed: int 
           cache_dir: str | Path | None = "runs/cache", progress: bool = True, shift_s: float = 1.0) -> WindowSet:
     """Compute (or load from cache) the windows of every utterance. Augmented windows are moved up to
     `shift_s` seconds off the speech centre."""
-    key = hashlib.sha256(json.dumps([[u.path for u in utts], meta.to_json(), n_aug, seed, 3, shift_s]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([[u.path for u in utts], meta.to_json(), n_aug, seed, 3, shift_s]).encode()
+    ).hexdigest()[:16]
     cache = Path(cache_dir) / f"windows-{key}.npz" if cache_dir else None
     labels = {name: i for i, name in enumerate(meta.labels)}
-    meta_cols = dict(y=np.array([labels[u.label] for u in utts]), speaker=np.array([u.speaker for u in utts]),
-                     gender=np.array([u.gender for u in utts]), corpus=np.array([u.corpus for u in utts]))
+    meta_cols = dict(
+        y=np.array([labels[u.label] for u in utts]),
+        speaker=np.array([u.speaker for u in utts]),
+        gender=np.array([u.gender for u in utts]),
+        corpus=np.array([u.corpus for u in utts]),
+    )
     if cache and cache.exists():
         d = np.load(cache)
         return WindowSet(d["clean"], d["shifted"], d["lowpass"], d["aug"], **meta_cols)
-    jobs = [(u.path, seed * 100003 + i, n_aug, meta.to_json(), others, shift_s)
-            for i, (u, others) in enumerate(zip(utts, babble_partners(utts, seed)))]
+    jobs = [
+        (u.path, seed * 100003 + i, n_aug, meta.to_json(), others, shift_s)
+        for i, (u, others) in enumerate(zip(utts, babble_partners(utts, seed)))
+    ]
     results = run_jobs(_one, jobs, "features", workers, progress, chunksize=8)
-    ws = WindowSet(np.stack([r[0] for r in results]), np.stack([r[3] for r in results]),
-                   np.stack([r[1] for r in results]), np.stack([r[2] for r in results]), **meta_cols)
+    ws = WindowSet(
+        np.stack([r[0] for r in results]),
+        np.stack([r[3] for r in results]),
+        np.stack([r[1] for r in results]),
+        np.stack([r[2] for r in results]),
+        **meta_cols,
+    )
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, clean=ws.clean, shifted=ws.shifted, lowpass=ws.lowpass, aug=ws.aug)
@@ -160,8 +173,9 @@ def _progress(total: int, desc: str, enabled: bool):
         return _NoBar()
 
 
-def speaker_folds(speakers: np.ndarray, genders: np.ndarray, k: int = 5, seed: int = 0,
-                  only_prefix: str = "ravdess-") -> list[list[str]]:
+def speaker_folds(
+    speakers: np.ndarray, genders: np.ndarray, k: int = 5, seed: int = 0, only_prefix: str = "ravdess-"
+) -> list[list[str]]:
     """Group k-fold by speaker: each fold holds out about 1/k of the `only_prefix` speakers, balanced by
     gender. Speakers outside the prefix (TESS's two women) are always in training."""
     rng = np.random.default_rng(seed)

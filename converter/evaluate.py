@@ -92,7 +92,7 @@ def plot_per_class(m: dict, labels, path, title):
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     x = np.arange(len(labels))
-    for k, (name, off) in enumerate((("precision", -0.27), ("recall", 0), ("f1", 0.27))):
+    for name, off in (("precision", -0.27), ("recall", 0), ("f1", 0.27)):
         ax.bar(x + off, [m["per_class"][lab][name] for lab in labels], 0.27, label=name)
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylim(0, 1)
@@ -159,15 +159,23 @@ def affect_scores(p_clip: np.ndarray, y: np.ndarray, strong: np.ndarray, labels:
     name = np.array(labels)[y]
     out = {"n": int(len(y)),
            "arousal_auc_high_vs_low": auc(arousal[np.isin(name, HIGH_AROUSAL)], arousal[np.isin(name, LOW_AROUSAL)]),
-           "valence_auc_pleasant_vs_unpleasant": auc(valence[np.isin(name, PLEASANT)], valence[np.isin(name, UNPLEASANT)])}
+           "valence_auc_pleasant_vs_unpleasant": auc(valence[np.isin(name, PLEASANT)],
+                                                     valence[np.isin(name, UNPLEASANT)])}
     per_class = {}
     for lab in labels:
         sel = name == lab
         if sel.any() and strong[sel].any() and (~strong[sel]).any():
             per_class[lab] = auc(arousal[sel & strong], arousal[sel & ~strong])
-    out["arousal_auc_strong_vs_normal_within_class"] = float(np.mean(list(per_class.values()))) if per_class else float("nan")
+    out["arousal_auc_strong_vs_normal_within_class"] = (
+        float(np.mean(list(per_class.values()))) if per_class else float("nan")
+    )
     out["strong_vs_normal_per_class"] = per_class
-    out["mean_by_class"] = {lab: {"arousal": round(float(arousal[name == lab].mean()), 3),
-                                  "valence": round(float(valence[name == lab].mean()), 3)}
-                            for lab in labels if (name == lab).any()}
+    out["mean_by_class"] = {
+        lab: {
+            "arousal": round(float(arousal[name == lab].mean()), 3),
+            "valence": round(float(valence[name == lab].mean()), 3),
+        }
+        for lab in labels
+        if (name == lab).any()
+    }
     return out

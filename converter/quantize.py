@@ -9,6 +9,7 @@ from edge.model import int8_problems as check_int8  # noqa: F401  (one check, on
 
 from .architectures import build, tf
 
+
 def static_batch_copy(model, arch: str):
     """The same network with batch size 1, which the converter needs to fuse an int8 LSTM."""
     _, frames, bands, _ = model.input_shape

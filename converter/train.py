@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -176,15 +176,24 @@ def cross_validate(recipe: Recipe, out_dir: Path, data_dir=None, random_split_to
         histories.append(hist)
         meta = _metadata(recipe, {"fold": k, "held_out": held_out})
         int8_path = quantize.write_model(model, recipe.arch, _representative(x), meta, out_dir / f"fold{k}-int8.tflite")
-        float_path = quantize.write_model(model, recipe.arch, x[:1], meta, out_dir / f"fold{k}-float.tflite", int8=False)
-        sizes = {"int8_bytes": int8_path.stat().st_size, "float_bytes": float_path.stat().st_size,
-                 "params": int(model.count_params())}
-        p = {"float": predict_float(model, ws.clean[test]), "int8": predict_tflite(int8_path, ws.clean[test]),
-             "float_lowpass": predict_float(model, ws.lowpass[test]),
-             "int8_lowpass": predict_tflite(int8_path, ws.lowpass[test])}
+        float_path = quantize.write_model(model, recipe.arch, x[:1], meta, out_dir / f"fold{k}-float.tflite",
+                                          int8=False)
+        sizes = {
+            "int8_bytes": int8_path.stat().st_size,
+            "float_bytes": float_path.stat().st_size,
+            "params": int(model.count_params()),
+        }
+        p = {
+            "float": predict_float(model, ws.clean[test]),
+            "int8": predict_tflite(int8_path, ws.clean[test]),
+            "float_lowpass": predict_float(model, ws.lowpass[test]),
+            "int8_lowpass": predict_tflite(int8_path, ws.lowpass[test]),
+        }
         # what a device's sliding windows see: the same speech at other alignments
         n_off = ws.shifted.shape[1]
-        p_shift = predict_tflite(int8_path, ws.shifted[test].reshape(-1, *ws.shifted.shape[2:])).reshape(len(test), n_off, -1)
+        p_shift = predict_tflite(int8_path, ws.shifted[test].reshape(-1, *ws.shifted.shape[2:])).reshape(
+            len(test), n_off, -1
+        )
         all_align = np.concatenate([p["int8"][:, None], p_shift], axis=1)  # (n, 1 + n_off, classes)
         p["int8_clip"] = all_align.mean(axis=1)  # like `ser-edge analyze --clip`
         aligned_true.append(np.repeat(ws.y[test], all_align.shape[1]))
@@ -202,13 +211,20 @@ def cross_validate(recipe: Recipe, out_dir: Path, data_dir=None, random_split_to
         print(json.dumps(row), flush=True)
     y = np.concatenate(all_true)
     idx = np.concatenate(test_idx_all)
-    report = {"recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(), "folds": folds,
-              "split": "speaker-independent (RAVDESS actors held out; TESS always in training)",
-              "sizes": sizes, "fold_rows": fold_rows, "histories": histories}
+    report = {
+        "recipe": dataclasses.asdict(recipe),
+        "recipe_hash": recipe.hash(),
+        "folds": folds,
+        "split": "speaker-independent (RAVDESS actors held out; TESS always in training)",
+        "sizes": sizes,
+        "fold_rows": fold_rows,
+        "histories": histories,
+    }
     for key, plist in preds.items():
         report[key] = _score_block(key, y, np.concatenate(plist), idx, ws)
-    report["int8_any_alignment"] = {"all": evaluate.metrics(np.concatenate(aligned_true),
-                                                            np.argmax(np.concatenate(aligned_pred), 1), LABELS)}
+    report["int8_any_alignment"] = {
+        "all": evaluate.metrics(np.concatenate(aligned_true), np.argmax(np.concatenate(aligned_pred), 1), LABELS)
+    }
     report["int8_float_agreement"] = evaluate.agreement(np.concatenate(preds["float"]), np.concatenate(preds["int8"]))
     if random_split_too:
         tr, te = random_split(len(ws.y), 0.2, recipe.seed)
@@ -223,49 +239,76 @@ def cross_validate(recipe: Recipe, out_dir: Path, data_dir=None, random_split_to
 
 def write_cv_report(report: dict, out_dir: Path) -> None:
     r = report
-    lines = [f"# Cross-validation: {r['recipe']['arch']} (recipe {r['recipe_hash']})", "",
-             f"Split: {r['split']}. Folds: {len(r['folds'])}. Windows: speech-centred {r['recipe']['window_s']} s.",
-             "", "| | accuracy | UAR | macro-F1 | UAR male | UAR female |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Cross-validation: {r['recipe']['arch']} (recipe {r['recipe_hash']})",
+        "",
+        f"Split: {r['split']}. Folds: {len(r['folds'])}. Windows: speech-centred {r['recipe']['window_s']} s.",
+        "",
+        "| | accuracy | UAR | macro-F1 | UAR male | UAR female |",
+        "|---|---|---|---|---|---|",
+    ]
     for key in ("float", "int8", "float_lowpass", "int8_lowpass", "int8_clip"):
         a = r[key]["all"]
         g = r[key]["by_gender"]
-        lines.append(f"| {key.replace('_', ' ')} | {a['accuracy']:.3f} | {a['uar']:.3f} | {a['macro_f1']:.3f} | "
-                     f"{g.get('male', {}).get('uar', float('nan')):.3f} | {g.get('female', {}).get('uar', float('nan')):.3f} |")
+        lines.append(
+            f"| {key.replace('_', ' ')} | {a['accuracy']:.3f} | {a['uar']:.3f} | {a['macro_f1']:.3f} | "
+            f"{g.get('male', {}).get('uar', float('nan')):.3f} | {g.get('female', {}).get('uar', float('nan')):.3f} |"
+        )
     a = r["int8_any_alignment"]["all"]
-    lines.append(f"| int8, every window alignment (centre, ±0.5 s, ±1 s) | {a['accuracy']:.3f} | {a['uar']:.3f} | "
-                 f"{a['macro_f1']:.3f} | | |")
-    lines += ["", "Rows: speech-centred window; the same through a 4 kHz low-pass; `int8 clip` = mean of the five "
-              "alignments (like `ser-edge analyze --clip`); every alignment scored as its own window.",
-              f"int8 vs float top-1 agreement: {r['int8_float_agreement']:.3f}",
-              f"Sizes: {r['sizes']}", ""]
+    lines.append(
+        f"| int8, every window alignment (centre, ±0.5 s, ±1 s) | {a['accuracy']:.3f} | {a['uar']:.3f} | "
+        f"{a['macro_f1']:.3f} | | |"
+    )
+    lines += [
+        "",
+        "Rows: speech-centred window; the same through a 4 kHz low-pass; `int8 clip` = mean of the five "
+        "alignments (like `ser-edge analyze --clip`); every alignment scored as its own window.",
+        f"int8 vs float top-1 agreement: {r['int8_float_agreement']:.3f}",
+        f"Sizes: {r['sizes']}",
+        "",
+    ]
     if "random_split" in r:
-        lines.append(f"For comparison only, random split (speakers shared): accuracy "
-                     f"{r['random_split']['accuracy']:.3f}, UAR {r['random_split']['uar']:.3f}")
+        lines.append(
+            f"For comparison only, random split (speakers shared): accuracy "
+            f"{r['random_split']['accuracy']:.3f}, UAR {r['random_split']['uar']:.3f}"
+        )
     lines += ["", evaluate.markdown_table(r["fold_rows"], list(r["fold_rows"][0].keys()))]
     (out_dir / "cv.md").write_text("\n".join(lines) + "\n")
     try:
         for key in ("float", "int8", "int8_lowpass"):
-            evaluate.plot_confusion(r[key]["all"]["confusion"], LABELS, out_dir / f"confusion-{key}.png",
-                                    f"{r['recipe']['arch']} {key}, held-out speakers: UAR {r[key]['all']['uar']:.3f}")
-        evaluate.plot_per_class(r["int8"]["all"], LABELS, out_dir / "per-class-int8.png",
-                                f"{r['recipe']['arch']} int8 per class (held-out speakers)")
+            evaluate.plot_confusion(
+                r[key]["all"]["confusion"],
+                LABELS,
+                out_dir / f"confusion-{key}.png",
+                f"{r['recipe']['arch']} {key}, held-out speakers: UAR {r[key]['all']['uar']:.3f}",
+            )
+        evaluate.plot_per_class(
+            r["int8"]["all"],
+            LABELS,
+            out_dir / "per-class-int8.png",
+            f"{r['recipe']['arch']} int8 per class (held-out speakers)",
+        )
         evaluate.plot_curves(r["histories"], out_dir / "learning-curves.png", f"{r['recipe']['arch']} learning curves")
     except ImportError:
         pass
 
 
-def train_final(recipe: Recipe, out_path: Path, data_dir=None, cv_report: dict | None = None,
-                verbose: int = 2) -> Path:
+def train_final(recipe: Recipe, out_path: Path, data_dir=None, cv_report: dict | None = None, verbose: int = 2) -> Path:
     """Train on all the data and write the int8 model with its metadata."""
     utts, ws = load_windows(recipe, data_dir)
     x, y, w = training_arrays(ws, np.arange(len(ws.y)), recipe.balance_gender, recipe.train_shifted, recipe.seed)
     model, hist = fit(recipe, x, y, w, verbose=verbose)
     extra = {"trained_on": summary(utts)}
     if cv_report:
-        extra["cv"] = {k: {"uar": cv_report[k]["all"]["uar"], "accuracy": cv_report[k]["all"]["accuracy"],
-                           "uar_male": cv_report[k]["by_gender"].get("male", {}).get("uar"),
-                           "uar_female": cv_report[k]["by_gender"].get("female", {}).get("uar")}
-                       for k in ("float", "int8", "int8_lowpass", "int8_clip")}
+        extra["cv"] = {
+            k: {
+                "uar": cv_report[k]["all"]["uar"],
+                "accuracy": cv_report[k]["all"]["accuracy"],
+                "uar_male": cv_report[k]["by_gender"].get("male", {}).get("uar"),
+                "uar_female": cv_report[k]["by_gender"].get("female", {}).get("uar"),
+            }
+            for k in ("float", "int8", "int8_lowpass", "int8_clip")
+        }
         extra["cv"]["split"] = cv_report["split"]
     meta = _metadata(recipe, extra)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,10 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -428,8 +428,9 @@ def to_int8_isolated(name: str, model, representative: list[np.ndarray], out: Pa
     weights.unlink(missing_ok=True)
     rep.unlink(missing_ok=True)
     if r.returncode:
-        return None, f"failed: the converter crashed (exit {r.returncode}, signal 11 = segfault in calibration)" \
-            if r.returncode in (-11, 139) else f"failed: exit {r.returncode}: {(r.stderr.strip().splitlines() or ['?'])[-1][:200]}"
+        if r.returncode in (-11, 139):
+            return None, f"failed: the converter crashed (exit {r.returncode}, signal 11 = segfault in calibration)"
+        return None, f"failed: exit {r.returncode}: {(r.stderr.strip().splitlines() or ['?'])[-1][:200]}"
     status = (r.stdout.strip().splitlines() or ["failed: the conversion printed nothing"])[-1]
     return (out.read_bytes() if status == "converted" else None), status
 
@@ -462,7 +463,7 @@ def run_tflite(path: Path, inputs: list[np.ndarray]) -> np.ndarray:
     res = []
     for i in range(len(inputs[0])):
         for d in (ins[k] for k in order):
-            a = by_shape[tuple(d["shape"][1:])][i: i + 1]
+            a = by_shape[tuple(d["shape"][1:])][i : i + 1]
             if d["dtype"] == np.int8:
                 s, z = d["quantization"]
                 a = np.clip(np.round(a / s + z), -128, 127).astype(np.int8)
@@ -485,7 +486,8 @@ it.allocate_tensors()
 rng = np.random.default_rng(0)
 for d in it.get_input_details():
     info = np.iinfo(d["dtype"]) if np.issubdtype(d["dtype"], np.integer) else None
-    x = rng.integers(-20, 20, d["shape"]).astype(d["dtype"]) if info else rng.standard_normal(d["shape"]).astype(d["dtype"])
+    x = rng.integers(-20, 20, d["shape"]) if info else rng.standard_normal(d["shape"])
+    x = x.astype(d["dtype"])
     it.set_tensor(d["index"], x)
 for _ in range(3):
     it.invoke()
@@ -500,8 +502,14 @@ print(json.dumps({"runtime": name, "p50_ms": float(np.median(times)), "runs": le
 def latency(path: Path) -> dict:
     """Median invoke time with the edge interpreter, in a fresh process without TensorFlow."""
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, "-c", LATENCY_SCRIPT, str(path)], capture_output=True, text=True,
-                       cwd=root, timeout=300, env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", LATENCY_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1"},
+    )
     if r.returncode:
         return {"error": (r.stderr.strip().splitlines() or ["?"])[-1][:200]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -509,11 +517,13 @@ def latency(path: Path) -> dict:
 
 # ---------------------------------------------------------------- training and the report
 
+
 @dataclass
 class ZooSettings:
     """The compute budget. Two CPU cores cannot train five papers' networks five times each for 20-100
     epochs: the heavy ones (0.3-1.8 GMAC per utterance) get `Seed.budget_epochs` = 5, the light ones 30;
     every model gets the same fold and the same data."""
+
     epochs: int = 0  # >0: the same number for every model (overrides Seed.budget_epochs)
     folds: int = 5  # folds are made from all five, exactly as for the default recipe ...
     run_folds: int = 1  # ... and the first `run_folds` are trained (the same for every model)
@@ -533,8 +543,14 @@ def _fit(seed: Seed, x_train, y_train, epochs, rs):
     opt = (tf.keras.optimizers.RMSprop if seed.optimizer == "rmsprop" else tf.keras.optimizers.Adam)(seed.learning_rate)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     t0 = time.time()
-    model.fit(x_train if len(x_train) > 1 else x_train[0], y_train, batch_size=seed.batch_size, epochs=epochs,
-              shuffle=True, verbose=0)
+    model.fit(
+        x_train if len(x_train) > 1 else x_train[0],
+        y_train,
+        batch_size=seed.batch_size,
+        epochs=epochs,
+        shuffle=True,
+        verbose=0,
+    )
     return model, time.time() - t0
 
 
@@ -548,8 +564,14 @@ def evaluate_seed(name: str, arrays, y, speakers, genders, settings: ZooSettings
     seed = SEEDS[name]
     folds = speaker_folds(speakers, genders, settings.folds, settings.seed)[: settings.run_folds]
     epochs = settings.epochs or seed.budget_epochs
-    row = {"name": name, "source": seed.source, "paper_claim": seed.paper_claim, "folds": folds,
-           "epochs": epochs, "notes": seed.notes}
+    row = {
+        "name": name,
+        "source": seed.source,
+        "paper_claim": seed.paper_claim,
+        "folds": folds,
+        "epochs": epochs,
+        "notes": seed.notes,
+    }
     true, pf, p8, fold_rows = [], [], [], []
     for k, held_out in enumerate(folds):
         test = np.flatnonzero(np.isin(speakers, held_out))
@@ -599,8 +621,10 @@ def evaluate_seed(name: str, arrays, y, speakers, genders, settings: ZooSettings
         tr, te = random_split(len(y), 0.2, settings.seed)
         x = standardise(arrays, tr)
         model, _ = _fit(seed, [a[tr] for a in x], y[tr], epochs, settings.seed)
-        row["random_split"] = {"note": "random split (speakers shared)",
-                               **evaluate.metrics(y[te], _predict(model, [a[te] for a in x]).argmax(1), LABELS)}
+        row["random_split"] = {
+            "note": "random split (speakers shared)",
+            **evaluate.metrics(y[te], _predict(model, [a[te] for a in x]).argmax(1), LABELS),
+        }
     for key in ("float", "int8", "random_split"):  # keep the JSON small: no confusion matrices
         if key in row:
             row[key] = {k: row[key][k] for k in ("accuracy", "uar", "macro_f1")}
@@ -618,8 +642,11 @@ def run(settings: ZooSettings, out_dir: Path, data_dir=None) -> list[dict]:
     if results_path.exists():  # resume: a finished model is not trained again
         for line in results_path.read_text().splitlines():
             r = json.loads(line)
-            if r.get("epochs") == (settings.epochs or SEEDS[r["name"]].budget_epochs) and \
-                    len(r.get("folds", [])) == settings.run_folds and r.get("n_utterances") == len(y):
+            if (
+                r.get("epochs") == (settings.epochs or SEEDS[r["name"]].budget_epochs)
+                and len(r.get("folds", [])) == settings.run_folds
+                and r.get("n_utterances") == len(y)
+            ):
                 done[r["name"]] = r
     rows = []
     for name in settings.names:
@@ -638,8 +665,10 @@ def run(settings: ZooSettings, out_dir: Path, data_dir=None) -> list[dict]:
 
 # ---------------------------------------------------------------- the table
 
-def our_model_on_same_folds(folds: list[list[str]], cv_path=Path("docs/cv-dscnn.json"),
-                            model_path=Path("edge/models/default.tflite")) -> dict:
+
+def our_model_on_same_folds(
+    folds: list[list[str]], cv_path=Path("docs/cv-dscnn.json"), model_path=Path("edge/models/default.tflite")
+) -> dict:
     """Our default model's cross-validation numbers for the same held-out speakers, and its size."""
     from .architectures import build
     from .dataset import default_metadata
@@ -648,13 +677,18 @@ def our_model_on_same_folds(folds: list[list[str]], cv_path=Path("docs/cv-dscnn.
     rows = [r for r in cv["fold_rows"] if r["held_out"].split() in folds]
     meta = default_metadata()
     model = build("dscnn", meta.frames, meta.features.nfilt, len(LABELS))
-    return {"folds": [r["held_out"] for r in rows], "params": int(model.count_params()), "macs": count_macs(model),
-            "int8_bytes": Path(model_path).stat().st_size,
-            "float_uar": float(np.mean([r["float UAR"] for r in rows])),
-            "int8_uar": float(np.mean([r["int8 UAR"] for r in rows])),
-            "int8_clip_uar": float(np.mean([r["int8_clip UAR"] for r in rows])),
-            "int8_clip_uar_5fold": cv["int8_clip"]["all"]["uar"],
-            "epochs": cv["recipe"]["epochs"], "int8_p50_ms": latency(Path(model_path)).get("p50_ms")}
+    return {
+        "folds": [r["held_out"] for r in rows],
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "int8_bytes": Path(model_path).stat().st_size,
+        "float_uar": float(np.mean([r["float UAR"] for r in rows])),
+        "int8_uar": float(np.mean([r["int8 UAR"] for r in rows])),
+        "int8_clip_uar": float(np.mean([r["int8_clip UAR"] for r in rows])),
+        "int8_clip_uar_5fold": cv["int8_clip"]["all"]["uar"],
+        "epochs": cv["recipe"]["epochs"],
+        "int8_p50_ms": latency(Path(model_path)).get("p50_ms"),
+    }
 
 
 def _pct(v):
@@ -668,9 +702,11 @@ def _num(v, fmt=".2f"):
 def report_markdown(rows: list[dict], ours: dict | None) -> str:
     """The zoo table; `ours` = the shipped model's cross-validation numbers on the same fold."""
     r0 = rows[0]
-    lines = ["| model | from | params | MACs | epochs | SI acc % | SI UAR % | int8 | int8 SI UAR % | int8 KB | "
-             "random split acc % (speakers shared!) | paper claims | int8 p50 ms | float p50 ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | from | params | MACs | epochs | SI acc % | SI UAR % | int8 | int8 SI UAR % | int8 KB | "
+        "random split acc % (speakers shared!) | paper claims | int8 p50 ms | float p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ok = r.get("int8_status", "")
         lines.append(
@@ -680,20 +716,28 @@ def report_markdown(rows: list[dict], ours: dict | None) -> str:
             f"{_pct(r.get('int8', {}).get('uar'))} | "
             f"{_num(r['int8_bytes'] / 1024 if r.get('int8_bytes') else None, '.0f')} | "
             f"{_pct(r.get('random_split', {}).get('accuracy'))} | {r['paper_claim']} | "
-            f"{_num((r.get('int8_latency') or {}).get('p50_ms'))} | {_num((r.get('float_latency') or {}).get('p50_ms'))} |")
+            f"{_num((r.get('int8_latency') or {}).get('p50_ms'))} | "
+            f"{_num((r.get('float_latency') or {}).get('p50_ms'))} |"
+        )
     if ours:
         lines.append(
-            f"| **shipped `default.tflite`** (dscnn, full recipe) | ours | {ours['params']:,} | {ours['macs'] / 1e6:.1f} M | "
+            f"| **shipped `default.tflite`** (dscnn, full recipe) | ours | {ours['params']:,} | "
+            f"{ours['macs'] / 1e6:.1f} M | "
             f"{ours['epochs']} | — | {_pct(ours['float_uar'])} (window) | yes | {_pct(ours['int8_uar'])} (window), "
             f"**{_pct(ours['int8_clip_uar'])} (clip)** | {ours['int8_bytes'] / 1024:.0f} | — | — | "
-            f"{_num(ours.get('int8_p50_ms'))} | — |")
-    lines += ["", f"Protocol: fold 1 of the 5 speaker folds used everywhere in this project (held out: "
-              f"{'; '.join(' '.join(f) for f in r0['folds'])}; TESS always in training), {r0.get('n_utterances', '?')} "
-              "utterances (RAVDESS speech + every 4th TESS file), 8 classes (RAVDESS taxonomy), one input per "
-              "utterance (each paper's own features, through `edge/features.py`), features standardised with "
-              "training statistics, each paper's optimiser, batch 32. SI = speaker-independent (held-out actors). "
-              "Random split: 80/20 over the same utterances, speakers in both parts: for comparison with the "
-              "papers only. Latency: one thread, tflite-runtime, median of ≥ 10 invokes, x86 (not a Pi).", ""]
+            f"{_num(ours.get('int8_p50_ms'))} | — |"
+        )
+    lines += [
+        "",
+        f"Protocol: fold 1 of the 5 speaker folds used everywhere in this project (held out: "
+        f"{'; '.join(' '.join(f) for f in r0['folds'])}; TESS always in training), {r0.get('n_utterances', '?')} "
+        "utterances (RAVDESS speech + every 4th TESS file), 8 classes (RAVDESS taxonomy), one input per "
+        "utterance (each paper's own features, through `edge/features.py`), features standardised with "
+        "training statistics, each paper's optimiser, batch 32. SI = speaker-independent (held-out actors). "
+        "Random split: 80/20 over the same utterances, speakers in both parts: for comparison with the "
+        "papers only. Latency: one thread, tflite-runtime, median of ≥ 10 invokes, x86 (not a Pi).",
+        "",
+    ]
     for r in rows:
         if r.get("int8_status") != "converted":
             lines.append(f"- `{r['name']}` ({r['epochs']} epochs) int8: {r.get('int8_status')}")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 import numpy as np
 
 TARGET_RATE = 16000
+DEMO_RECORDING = Path(__file__).parent / "samples" / "demo.wav"  # bundled: `ser-edge demo`, benchmarks
 
 
 class AudioError(ValueError):
@@ -324,8 +325,3 @@ def read_audio(path: str | Path, target_rate: int = TARGET_RATE) -> np.ndarray:
         raise AudioError(f"{path}: cannot decode ({e})") from None
     return resample(x.mean(axis=1), rate, target_rate)
 
-
-def dbfs(x: np.ndarray) -> float:
-    """RMS level in dB relative to full scale (a full-scale sine is -3 dBFS)."""
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
-    return 20 * math.log10(max(rms, 1e-10))

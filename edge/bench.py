@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .audio import read_wav
-from .cli import SAMPLE, peak_rss_mb, pi_health, rss_mb
+from .audio import DEMO_RECORDING, read_wav
 from .model import DEFAULT_MODEL, Classifier, interpreter_version
+from .mqtt import event_payload, state_payload
 from .pipeline import Pipeline
+from .service import peak_rss_mb, pi_health, rss_mb
 
 
 def board() -> dict:
@@ -63,7 +63,7 @@ def bench_pipeline(path: str, threads: int, seconds: float) -> dict:
     t_start = time.perf_counter()
     clf = Classifier(path, num_threads=threads)
     pipe = Pipeline(clf, wall_start=0.0)
-    speech = read_wav(SAMPLE)
+    speech = read_wav(DEMO_RECORDING)
     reps = int(np.ceil(seconds * 16000 / len(speech)))
     audio = np.tile(speech, reps)[: int(seconds * 16000)]
     chunk = 1600
@@ -74,9 +74,9 @@ def bench_pipeline(path: str, threads: int, seconds: float) -> dict:
         out = pipe.push(audio[i:i + chunk])
         t0 = time.perf_counter()
         for e in out.events:
-            sink += len(json.dumps(e.payload()))
+            sink += len(json.dumps(event_payload(e)))
         if out.state_changed:
-            sink += len(json.dumps(pipe.state))
+            sink += len(json.dumps(state_payload(pipe.state)))
         post_ms.append((time.perf_counter() - t0) * 1000)
         if first_result is None and out.windows:
             first_result = time.perf_counter() - t_start

@@ -47,7 +47,7 @@ class EmbeddedBroker:
         self._ready.set()
         self._loop.run_forever()
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedBroker":
+    def start(self, timeout: float = 10.0) -> EmbeddedBroker:
         self._thread.start()
         self._ready.wait(timeout)
         if self._error:

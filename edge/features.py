@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class FeatureConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FeatureConfig":
+    def from_dict(cls, d: dict) -> FeatureConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -116,7 +116,7 @@ class FeatureConfig:
         return cls(**d)
 
     @classmethod
-    def from_json(cls, text: str) -> "FeatureConfig":
+    def from_json(cls, text: str) -> FeatureConfig:
         return cls.from_dict(json.loads(text))
 
 

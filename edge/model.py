@@ -71,7 +71,7 @@ class _Table:
         start = p + struct.unpack_from("<I", self.buf, p)[0]
         return start + 4, struct.unpack_from("<I", self.buf, start)[0]
 
-    def tables(self, i: int) -> list["_Table"]:
+    def tables(self, i: int) -> list[_Table]:
         start, n = self._vector(i)
         return [_Table(self.buf, start + 4 * k + struct.unpack_from("<I", self.buf, start + 4 * k)[0])
                 for k in range(n)]
@@ -236,7 +236,7 @@ class ModelMetadata:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ModelMetadata":
+    def from_json(cls, text: str | bytes) -> ModelMetadata:
         d = json.loads(text)
         d.pop("format", None)
         d["features"] = FeatureConfig.from_dict(d["features"])

@@ -11,50 +11,17 @@ import math
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .config import SCHEMA
 from .adapt import RoomFloor, SpeechStats, speech_frames
 from .affect import arousal_valence
+from .config import AdaptationSettings, GateSettings, SmoothingSettings
 from .features import MfccStream
 from .model import Classifier
 
-
-def _default(section: str, key: str):
-    """Defaults live once, in the config schema."""
-    return field(default=SCHEMA[section][key].default)
-
-
 AV_STEP = 0.1  # a state message when arousal or valence moved this much since the last one
-
-
-@dataclass
-class GateSettings:
-    min_dbfs: float = _default("gate", "min_dbfs")
-    min_dynamic_db: float = _default("gate", "min_dynamic_db")
-    min_active_fraction: float = _default("gate", "min_active_fraction")
-    dead_mic_s: float = _default("gate", "dead_mic_s")
-
-
-@dataclass
-class SmoothingSettings:
-    method: str = _default("smoothing", "method")
-    alpha: float = _default("smoothing", "alpha")
-    windows: int = _default("smoothing", "windows")
-    threshold: float = _default("smoothing", "threshold")
-    hysteresis: float = _default("smoothing", "hysteresis")
-    min_duration_s: float = _default("smoothing", "min_duration_s")
-    end_after_s: float = _default("smoothing", "end_after_s")
-    update_interval_s: float = _default("smoothing", "update_interval_s")
-
-
-@dataclass
-class AdaptationSettings:
-    enabled: bool = _default("adaptation", "enabled")
-    memory_s: float = _default("adaptation", "memory_s")
-    prior_s: float = _default("adaptation", "prior_s")
 
 
 @dataclass
@@ -78,15 +45,18 @@ class Event:
     end_time: float | None
     offset_s: float
 
-    def payload(self) -> dict:
-        return {"event_type": self.emotion, "type": self.type, "id": self.id, "score": round(self.score, 4),
-                "top_score": round(self.top_score, 4), "start_time": iso_time(self.start_time),
-                "end_time": iso_time(self.end_time) if self.end_time else None, "offset_s": round(self.offset_s, 3)}
 
-
-def iso_time(t: float) -> str:
-    """Wall-clock seconds -> ISO 8601 UTC with milliseconds, as every payload carries time."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+@dataclass(frozen=True)
+class State:
+    """What the device hears now (mqtt.state_payload turns it into the retained state message)."""
+    emotion: str = "none"  # the emotion of the ongoing event, or none
+    confidence: float = 0.0
+    speech: bool = False
+    arousal: float | None = None  # -1..1, None when nobody spoke for end_after_s
+    valence: float | None = None
+    scores: dict = field(default_factory=dict)  # smoothed score per label of the last speech window
+    offset_s: float = 0.0
+    time: float = 0.0  # wall clock, seconds since the epoch
 
 
 @dataclass
@@ -250,14 +220,11 @@ class Pipeline:
         self.gate_settings = gate
         self.smoother = Smoother(smoothing, len(meta.labels))
         self.tracker = EventTracker(meta.labels, smoothing, time.time() if wall_start is None else wall_start)
-        self.samples = 0
-        self.last_speech = False
-        self.last_emotion: str | None = None
+        self.samples = 0  # fed to this pipeline
+        self.start_sample = 0  # where this pipeline started in the stream (after a reload, not 0)
         self.av_published: tuple | None = None
         self.av_heard: tuple = (None, 0.0)  # (arousal, valence) of the last speech window, and when
-        self.state: dict = {"emotion": "none", "confidence": 0.0, "scores": {}, "speech": False, "offset_s": 0.0,
-                            "arousal": None, "valence": None,
-                            "time": iso_time(self.tracker.wall_start)}
+        self.state = State(time=self.tracker.wall_start)
         self.dead_samples = 0
         self.feature_ms: deque = deque(maxlen=600)
         self.inference_ms: deque = deque(maxlen=600)
@@ -268,7 +235,24 @@ class Pipeline:
 
     @property
     def offset_s(self) -> float:
-        return self.samples / self.cfg.samplerate
+        """Seconds of audio since the stream started."""
+        return (self.start_sample + self.samples) / self.cfg.samplerate
+
+    @property
+    def wall_start(self) -> float:
+        return self.tracker.wall_start
+
+    def resume_from(self, old: Pipeline) -> None:
+        """Take over a stream from `old` (a reload): offsets and wall times go on where it stopped, the
+        counters keep counting, and learnt speech statistics carry over when both models share a prior
+        (load_dict checks)."""
+        self.start_sample = old.start_sample + old.samples
+        self.tracker.wall_start = old.tracker.wall_start
+        self.state = replace(self.state, offset_s=self.offset_s, time=self.wall_start + self.offset_s)
+        self.windows_run, self.windows_gated = old.windows_run, old.windows_gated
+        self.feature_ms_total, self.inference_ms_total = old.feature_ms_total, old.inference_ms_total
+        if self.speech_stats is not None and old.speech_stats is not None:
+            self.speech_stats.load_dict(old.speech_stats.to_dict())
 
     def push(self, chunk: np.ndarray) -> Output:
         """Feed audio; returns the windows evaluated and the events that resulted.
@@ -325,7 +309,7 @@ class Pipeline:
         return block_db, window_db
 
     def _window(self, end_sample: int, out: Output) -> None:
-        offset = end_sample / self.cfg.samplerate
+        offset = (self.start_sample + end_sample) / self.cfg.samplerate
         block_db, window_db = self._levels(self._window_audio(end_sample))
         speech = self.gate.is_speech(block_db, window_db) and not self.dead_mic
         scores = smoothed = None
@@ -355,7 +339,7 @@ class Pipeline:
 
     def _update_state(self, speech: bool, smoothed, offset: float, out: Output) -> None:
         emotion = self.tracker.current.emotion if self.tracker.current else "none"
-        changed = speech != self.state["speech"] or emotion != self.state["emotion"]
+        changed = speech != self.state.speech or emotion != self.state.emotion
         labels = self.clf.labels
         if emotion == "none":
             conf = 0.0
@@ -371,11 +355,16 @@ class Pipeline:
         last = self.av_published
         if (av is None) != (last is None) or (av and max(abs(av[0] - last[0]), abs(av[1] - last[1])) >= AV_STEP):
             changed = True  # a dashboard follows mood without a message for every window
-        self.state = {"emotion": emotion, "confidence": round(conf, 4), "speech": speech,
-                      "arousal": av[0] if av else None, "valence": av[1] if av else None,
-                      "scores": {lab: round(float(v), 3) for lab, v in zip(labels, smoothed)} if smoothed is not None else {},
-                      "offset_s": round(offset, 3),
-                      "time": iso_time(self.tracker.wall_start + offset)}
+        self.state = State(
+            emotion,
+            conf,
+            speech,
+            av[0] if av else None,
+            av[1] if av else None,
+            {lab: float(v) for lab, v in zip(labels, smoothed)} if smoothed is not None else {},
+            offset,
+            self.tracker.wall_start + offset,
+        )
         if changed:
             out.state_changed = True
             self.av_published = av
@@ -385,7 +374,7 @@ class Pipeline:
         out = Output()
         out.events.extend(self.tracker.finish(self.offset_s))
         if out.events:
-            self.state = dict(self.state, emotion="none", confidence=0.0, speech=False, arousal=None, valence=None)
+            self.state = replace(self.state, emotion="none", confidence=0.0, speech=False, arousal=None, valence=None)
             out.state_changed = True
         return out
 

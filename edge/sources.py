@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .audio import TARGET_RATE, AudioError, Resampler, iter_wav, wav_info
+from .audio import TARGET_RATE, Resampler, iter_wav, wav_info
 
 log = logging.getLogger("ser_edge")
 END = None  # put on the queue when a finite source is exhausted
@@ -80,7 +80,12 @@ class Source:
         """Seconds without audio so far, including an outage still going on."""
         return self.gap_s + (time.monotonic() - self.lost_since if self.lost_since is not None else 0.0)
 
-    def start(self) -> "Source":
+    @property
+    def finished(self) -> bool:
+        """The capture has ended and every chunk it made has been taken."""
+        return not self._thread.is_alive() and self.queue.empty()
+
+    def start(self) -> Source:
         self._thread.start()
         return self
 
@@ -316,12 +321,19 @@ class MicSource(Source):
         info = self.device or pa.get_default_input_device_info()
         index = info["index"]
         channels = min(2, int(info.get("maxInputChannels", info.get("channels", 1))) or 1)
-        rates = [self.rate_wanted] if self.rate_wanted else [TARGET_RATE, int(info.get("defaultSampleRate", info.get("default_rate", 48000))), 48000, 44100]
+        default_rate = int(info.get("defaultSampleRate", info.get("default_rate", 48000)))
+        rates = [self.rate_wanted] if self.rate_wanted else [TARGET_RATE, default_rate, 48000, 44100]
         for rate in rates:
             try:
                 frames = rate * self.chunk_samples // TARGET_RATE
-                stream = pa.open(format=pyaudio.paInt16, channels=channels, rate=rate, input=True,
-                                 input_device_index=index, frames_per_buffer=frames)
+                stream = pa.open(
+                    format=pyaudio.paInt16,
+                    channels=channels,
+                    rate=rate,
+                    input=True,
+                    input_device_index=index,
+                    frames_per_buffer=frames,
+                )
                 return stream, rate, channels, frames
             except (OSError, ValueError):
                 continue
@@ -339,8 +351,12 @@ class MicSource(Source):
                 with quiet_stderr():
                     stream, rate, channels, frames = self._open(pa)
                 if rate != self.opened_rate:
-                    log.info("microphone open at %d Hz, %d channel(s)%s", rate, channels,
-                             "" if rate == TARGET_RATE else ", resampled to 16 kHz")
+                    log.info(
+                        "microphone open at %d Hz, %d channel(s)%s",
+                        rate,
+                        channels,
+                        "" if rate == TARGET_RATE else ", resampled to 16 kHz",
+                    )
                 self.opened_rate = rate
                 resampler = Resampler(rate, TARGET_RATE)
                 clock = BehindClock(rate)
@@ -355,7 +371,9 @@ class MicSource(Source):
                     self._back()  # audio flows again (no-op unless we were lost)
                     backoff = 0.5
                     if clock.fell_behind(frames):
-                        self._overflow("audio fell behind the clock: the sound server dropped what we were too slow to take")
+                        self._overflow(
+                            "audio fell behind the clock: the sound server dropped what we were too slow to take"
+                        )
                     x = _s16_to_float(raw)
                     if channels > 1:
                         x = x.reshape(-1, channels).mean(axis=1)
@@ -376,8 +394,14 @@ class MicSource(Source):
                     pa.terminate()
 
 
-def open_source(spec: str, speed: float = 1.0, chunk_ms: int = 100, queue_chunks: int = 100,
-                mic_rate: int = 0, reopen_max_s: float = 30.0) -> Source:
+def open_source(
+    spec: str,
+    speed: float = 1.0,
+    chunk_ms: int = 100,
+    queue_chunks: int = 100,
+    mic_rate: int = 0,
+    reopen_max_s: float = 30.0,
+) -> Source:
     kw = {"chunk_ms": chunk_ms, "queue_chunks": queue_chunks}
     if spec.startswith("file:"):
         return FileSource(spec[5:], speed=speed, **kw)

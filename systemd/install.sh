@@ -3,17 +3,20 @@
 # /etc/ser-edge/ser-edge.toml is kept.
 #   sudo ./systemd/install.sh                  install on this machine and start the service
 #   ./systemd/install.sh --root DIR [--skip-venv]   install into a directory tree (tests, images)
+#   ./systemd/install.sh --wheel FILE.whl       install that wheel (default: dist/, else one built here)
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=""
 SKIP_VENV=0
+WHEEL=""
 PYTHON=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
     --skip-venv) SKIP_VENV=1; shift ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
-    *) echo "install.sh: unknown option $1 (expected --root DIR, --skip-venv)" >&2; exit 2 ;;
+    --wheel) WHEEL=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (expected --root DIR, --skip-venv, --wheel FILE)" >&2; exit 2 ;;
   esac
 done
 if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
@@ -32,15 +35,24 @@ if [ -z "$ROOT" ]; then
   for g in audio gpio; do getent group $g >/dev/null && usermod -a -G $g ser-edge; done
 fi
 
-# 2. the program: a venv under /opt/ser-edge; pip picks tflite-runtime (Python <= 3.11) or
-#    ai-edge-litert (3.12+) from the package's environment markers
+# 2. the program, from its wheel (the default model and the demo recording are inside): a venv under
+#    /opt/ser-edge; pip picks tflite-runtime (Python <= 3.11) or ai-edge-litert (3.12+) from the
+#    package's environment markers. Never TensorFlow: the train extra is not installed.
 mkdir -p "$OPT"
 if [ "$SKIP_VENV" = 0 ]; then
   [ -x "$OPT/venv/bin/python" ] || "$PYTHON" -m venv "$OPT/venv"
   "$OPT/venv/bin/pip" install -q --upgrade pip
-  extras="audio,gpio"
-  "$OPT/venv/bin/pip" install -q "$SRC[$extras]" || "$OPT/venv/bin/pip" install -q "$SRC"
-  say "installed $("$OPT/venv/bin/ser-edge" --version) in $OPT/venv"
+  if [ -z "$WHEEL" ]; then
+    WHEEL=$(ls -t "$SRC"/dist/ser_edge-*.whl 2>/dev/null | head -1 || true)
+  fi
+  if [ -z "$WHEEL" ]; then
+    "$OPT/venv/bin/pip" wheel -q --no-deps -w "$OPT/wheels" "$SRC"
+    WHEEL=$(ls -t "$OPT"/wheels/ser_edge-*.whl | head -1)
+  fi
+  # pyaudio builds against portaudio19-dev; without it the service still runs on cmd:/file: sources
+  "$OPT/venv/bin/pip" install -q --force-reinstall --no-deps "$WHEEL"
+  "$OPT/venv/bin/pip" install -q "$WHEEL[audio,gpio]" || "$OPT/venv/bin/pip" install -q "$WHEEL"
+  say "installed $("$OPT/venv/bin/ser-edge" --version) from $(basename "$WHEEL") in $OPT/venv"
 fi
 cp "$SRC/README.md" "$OPT/README.md"
 

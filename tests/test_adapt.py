@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from edge.adapt import FRAME_S, RoomFloor, SpeechStats, speech_frames
-from edge.audio import read_audio
 from edge import features as F
+from edge.adapt import RoomFloor, SpeechStats, speech_frames
+from edge.audio import read_audio
 
 
 def test_stats_start_at_the_prior_and_move_to_the_device_speech():
@@ -75,9 +75,10 @@ def test_a_noisy_room_is_not_taken_for_speech_by_the_adaptation(data_dir):
 def test_device_normalised_model_adapts_in_the_pipeline_and_the_service_keeps_it(tmp_path):
     """A device-normalised model: the pipeline learns while it listens; the service saves the
     statistics, and a restart starts from them."""
+    from conftest import ROOT, SAMPLE, ser_edge
+
     from edge.model import Classifier
     from edge.pipeline import AdaptationSettings, Pipeline
-    from conftest import ROOT, SAMPLE, ser_edge
 
     model = ROOT / "tests" / "fixtures" / "v2-device-fold0-int8.tflite"  # a v2 fold model (experimental recipe)
     clf = Classifier(model)

@@ -1,13 +1,14 @@
 """Arousal and valence: the circumplex mapping, the states that carry them, and the scores that say how
 well they follow held-out speakers."""
 import numpy as np
+from conftest import SAMPLE
 
 from converter.evaluate import affect_scores, auc
 from edge.affect import CIRCUMPLEX, arousal_valence
 from edge.audio import read_wav
 from edge.model import DEFAULT_MODEL, Classifier
+from edge.mqtt import state_payload
 from edge.pipeline import Pipeline, SmoothingSettings
-from conftest import SAMPLE
 
 LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 
@@ -32,7 +33,7 @@ def test_states_carry_arousal_and_valence_while_speech_and_none_after_silence():
     states = []
     for i in range(0, len(x), 1600):
         if pipe.push(x[i : i + 1600]).state_changed:
-            states.append(dict(pipe.state))
+            states.append(state_payload(pipe.state))
     spoken = [s for s in states if s["arousal"] is not None]
     assert len(spoken) >= 4 and all(-1 <= s["arousal"] <= 1 and -1 <= s["valence"] <= 1 for s in spoken)
     assert len({(s["arousal"], s["valence"]) for s in spoken}) > 2, "they follow the speech"

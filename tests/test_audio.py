@@ -1,6 +1,5 @@
 """WAV reading with the standard library, resampling in numpy, clear errors for everything else."""
 import struct
-import wave
 
 import numpy as np
 import pytest
@@ -53,8 +52,15 @@ def test_aiff_named_wav_is_refused_with_what_it_is(data_dir):
         read_wav(f)
 
 
-@pytest.mark.parametrize("content,what", [(b"", "empty"), (b"hello, world\n", "text"), (b"fLaC\x00\x00\x00\x22", "FLAC"),
-                                          (bytes(range(256)) * 4, "not a RIFF")])
+@pytest.mark.parametrize(
+    "content,what",
+    [
+        (b"", "empty"),
+        (b"hello, world\n", "text"),
+        (b"fLaC\x00\x00\x00\x22", "FLAC"),
+        (bytes(range(256)) * 4, "not a RIFF"),
+    ],
+)
 def test_non_wav_files_are_refused(tmp_path, content, what):
     p = tmp_path / "x.wav"
     p.write_bytes(content)
@@ -121,27 +127,48 @@ def test_flac_reads_through_soundfile_for_the_converter(data_dir):
 
 
 # -- fuzzing: whatever the bytes, the reader answers with audio or an AudioError, nothing else --------
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 
 def _header(tag, channels, rate, bits, data_size, fmt_size=16):
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * bits // 8 & 0xFFFFFFFF,
-                      channels * bits // 8 & 0xFFFF, bits)
+    fmt = struct.pack(
+        "<HHIIHH", tag, channels, rate, rate * channels * bits // 8 & 0xFFFFFFFF, channels * bits // 8 & 0xFFFF, bits
+    )
     fmt = fmt[:fmt_size] + bytes(max(0, fmt_size - 16))
-    return b"RIFF" + struct.pack("<I", (36 + data_size) & 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", fmt_size) + fmt + \
-        b"data" + struct.pack("<I", data_size)
+    return (
+        b"RIFF"
+        + struct.pack("<I", (36 + data_size) & 0xFFFFFFFF)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", fmt_size)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
 
 
 wav_like = st.one_of(
     st.binary(max_size=300),
-    st.builds(lambda h, body: h + body,
-              st.builds(_header, st.sampled_from([1, 3, 2, 0xFFFE, 0, 85]), st.integers(0, 70),
-                        st.one_of(st.sampled_from([8000, 16000, 44100, 48000]), st.integers(0, 2**32 - 1)),
-                        st.sampled_from([0, 1, 8, 12, 16, 24, 32, 64, 65535]),
-                        st.one_of(st.integers(0, 4096), st.just(0xFFFFFFFF)), st.sampled_from([0, 14, 16, 18, 40])),
-              st.binary(max_size=4096)),
-    st.builds(lambda b, i, v: b[:i] + bytes([v]) + b[i + 1:],  # one byte flipped in a valid file
-              st.just(_header(1, 1, 16000, 16, 2000) + bytes(2000)), st.integers(0, 2043), st.integers(0, 255)),
+    st.builds(
+        lambda h, body: h + body,
+        st.builds(
+            _header,
+            st.sampled_from([1, 3, 2, 0xFFFE, 0, 85]),
+            st.integers(0, 70),
+            st.one_of(st.sampled_from([8000, 16000, 44100, 48000]), st.integers(0, 2**32 - 1)),
+            st.sampled_from([0, 1, 8, 12, 16, 24, 32, 64, 65535]),
+            st.one_of(st.integers(0, 4096), st.just(0xFFFFFFFF)),
+            st.sampled_from([0, 14, 16, 18, 40]),
+        ),
+        st.binary(max_size=4096),
+    ),
+    st.builds(
+        lambda b, i, v: b[:i] + bytes([v]) + b[i + 1 :],  # one byte flipped in a valid file
+        st.just(_header(1, 1, 16000, 16, 2000) + bytes(2000)),
+        st.integers(0, 2043),
+        st.integers(0, 255),
+    ),
 )
 
 

@@ -1,11 +1,8 @@
 """Bad input, one clear line each: exit code 2, the culprit named, no traceback. Odd but valid audio
 is analysed."""
-import struct
 
 import numpy as np
 import pytest
-
-from edge.audio import write_wav
 from conftest import SAMPLE, ser_edge
 
 sf = pytest.importorskip("soundfile")
@@ -63,15 +60,24 @@ def _speechy(rate, seconds=3.0):
     x, r = sf.read(str(SAMPLE), dtype="float64")
     from edge.audio import resample
 
-    return resample(x[16000:16000 + int(seconds * 16000)], 16000, rate).astype(np.float64)
+    return resample(x[16000 : 16000 + int(seconds * 16000)], 16000, rate).astype(np.float64)
 
 
 ODD_BUT_VALID = {
-    "u8.wav": dict(subtype="PCM_U8"), "s24.wav": dict(subtype="PCM_24"), "s32.wav": dict(subtype="PCM_32"),
-    "f32.wav": dict(subtype="FLOAT"), "f64.wav": dict(subtype="DOUBLE"), "8k.wav": dict(rate=8000),
-    "96k.wav": dict(rate=96000), "44k1.wav": dict(rate=44100), "six-channels.wav": dict(channels=6),
-    "stereo.wav": dict(channels=2), "dc-offset.wav": dict(dc=0.3), "clipped.wav": dict(gain=20.0),
-    "tenth-second.wav": dict(seconds=0.1), "silence.wav": dict(silence=True),
+    "u8.wav": dict(subtype="PCM_U8"),
+    "s24.wav": dict(subtype="PCM_24"),
+    "s32.wav": dict(subtype="PCM_32"),
+    "f32.wav": dict(subtype="FLOAT"),
+    "f64.wav": dict(subtype="DOUBLE"),
+    "8k.wav": dict(rate=8000),
+    "96k.wav": dict(rate=96000),
+    "44k1.wav": dict(rate=44100),
+    "six-channels.wav": dict(channels=6),
+    "stereo.wav": dict(channels=2),
+    "dc-offset.wav": dict(dc=0.3),
+    "clipped.wav": dict(gain=20.0),
+    "tenth-second.wav": dict(seconds=0.1),
+    "silence.wav": dict(silence=True),
 }
 
 
@@ -102,15 +108,18 @@ def test_nan_and_infinite_float_samples(tmp_path):
     assert r.returncode == 0 and "NaN" not in r.stdout and "Infinity" not in r.stdout
 
 
-@pytest.mark.parametrize("flags,needle", [
-    (["--source", "usb"], "expected mic:NAME, cmd:COMMAND, file:PATH or stdin"),
-    (["--broker", "http://host"], "expected mqtt://[user@]host[:port]"),
-    (["--broker", "mqtt://u:hunter2@host"], "a password in the URL is refused"),
-    (["--broker", "htp://u:hunter2@host:1883"], "got 'htp://u:***@host:1883'"),
-    (["--speed", "-1"], "[audio] speed: expected a number in 0..100000"),
-    (["--model", "/nonexistent/model.tflite"], "/nonexistent/model.tflite: cannot read model"),
-    (["--source", "file:/nonexistent.wav"], "/nonexistent.wav: cannot open"),
-])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--source", "usb"], "expected mic:NAME, cmd:COMMAND, file:PATH or stdin"),
+        (["--broker", "http://host"], "expected mqtt://[user@]host[:port]"),
+        (["--broker", "mqtt://u:hunter2@host"], "a password in the URL is refused"),
+        (["--broker", "htp://u:hunter2@host:1883"], "got 'htp://u:***@host:1883'"),
+        (["--speed", "-1"], "[audio] speed: expected a number in 0..100000"),
+        (["--model", "/nonexistent/model.tflite"], "/nonexistent/model.tflite: cannot read model"),
+        (["--source", "file:/nonexistent.wav"], "/nonexistent.wav: cannot open"),
+    ],
+)
 def test_run_refuses_bad_flags(tmp_path, flags, needle):
     r = ser_edge("run", "--no-mqtt", "--state-dir", str(tmp_path), "--source", f"file:{SAMPLE}", *flags, timeout=60)
     one_line_error(r, needle)
@@ -120,8 +129,11 @@ def test_run_refuses_bad_flags(tmp_path, flags, needle):
 def test_run_refuses_bad_config_file(tmp_path):
     c = tmp_path / "c.toml"
     c.write_text("[smoothing]\nthreshold = 2\n")
-    one_line_error(ser_edge("run", "--config", str(c), "--no-mqtt"), "c.toml (line 2): [smoothing] threshold",
-                   "expected a number in 0..1, got 2")
+    one_line_error(
+        ser_edge("run", "--config", str(c), "--no-mqtt"),
+        "c.toml (line 2): [smoothing] threshold",
+        "expected a number in 0..1, got 2",
+    )
 
 
 def test_unknown_mic_lists_what_exists(tmp_path):
@@ -143,14 +155,19 @@ def test_one_hour_recording_is_streamed_not_loaded(tmp_path):
         for _ in range(int(3600 * 16000 * 2 / len(speech)) + 1):
             w.writeframes(speech)
     assert p.stat().st_size > 115_000_000
-    code = ("import sys, edge.cli as c\nrc = c.main(sys.argv[1:])\n"
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-            "print('peak_kb', hwm, file=sys.stderr)\nsys.exit(rc)")
-    import subprocess, sys
+    code = (
+        "import sys, edge.cli as c\nrc = c.main(sys.argv[1:])\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print('peak_kb', hwm, file=sys.stderr)\nsys.exit(rc)"
+    )
+    import subprocess
+    import sys
+
     from conftest import ROOT
 
-    r = subprocess.run([sys.executable, "-c", code, "analyze", "--clip", str(p)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", code, "analyze", "--clip", str(p)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     peak_mb = int(r.stderr.split("peak_kb")[1].split()[0]) / 1024
     assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB: the file was loaded whole"
@@ -166,11 +183,33 @@ def test_float_model_where_int8_is_expected(tmp_path):
     floats = sorted((ROOT / "tests" / "fixtures").glob("*float*.tflite"))
     if not floats:
         pytest.skip("no float model fixture")
-    r = ser_edge("run", "--no-mqtt", "--model", str(floats[0]), "--source", f"file:{SAMPLE}", "--state-dir",
-                 str(tmp_path), timeout=60)
+    r = ser_edge(
+        "run",
+        "--no-mqtt",
+        "--model",
+        str(floats[0]),
+        "--source",
+        f"file:{SAMPLE}",
+        "--state-dir",
+        str(tmp_path),
+        timeout=60,
+    )
     one_line_error(r, floats[0].name, "float model where a full-int8 model is expected")
     c = tmp_path / "c.toml"
     c.write_text("[model]\nrequire_int8 = false\n")
-    r = ser_edge("run", "--no-mqtt", "--config", str(c), "--model", str(floats[0]), "--source", f"file:{SAMPLE}",
-                 "--speed", "0", "--state-dir", str(tmp_path), timeout=120)
+    r = ser_edge(
+        "run",
+        "--no-mqtt",
+        "--config",
+        str(c),
+        "--model",
+        str(floats[0]),
+        "--source",
+        f"file:{SAMPLE}",
+        "--speed",
+        "0",
+        "--state-dir",
+        str(tmp_path),
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr

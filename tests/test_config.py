@@ -1,12 +1,12 @@
 """Config validation: every error names the file, the key (and line) and what was expected."""
 import os
-import stat
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import ROOT, ser_edge
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge import config as C
-from conftest import ROOT, ser_edge
 
 
 def write(tmp_path, text):
@@ -22,21 +22,27 @@ def test_documented_example_is_in_sync_with_the_schema():
     assert cfg == C.defaults()
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("[mqtt]\nbrokr = 'x'\n", r"ser-edge.toml \(line 2\): \[mqtt\] brokr: unknown key; expected one of enabled, broker"),
-    ("[mqt]\n", r"ser-edge.toml \(line 1\): unknown section \[mqt\]"),
-    ("[model]\nnum_threads = 'two'\n", r"\[model\] num_threads: expected an integer in 1..8, got str 'two'"),
-    ("[model]\nnum_threads = 0\n", r"\[model\] num_threads: expected an integer in 1..8, got 0"),
-    ("[gate]\nmin_dbfs = 10\n", r"\[gate\] min_dbfs: expected a number in -120..0, got 10"),
-    ("[mqtt]\nenabled = 1\n", r"\[mqtt\] enabled: expected true or false, got int 1"),
-    ("[smoothing]\nmethod = 'median'\n", r"\[smoothing\] method: expected one of 'ema', 'mean'"),
-    ("[audio]\nsource = 'usb'\n", r"\[audio\] source: expected mic:NAME, cmd:COMMAND, file:PATH or stdin"),
-    ("[mqtt]\nbroker = 'http://x'\n", r"\[mqtt\] broker: expected mqtt://\[user@\]host\[:port\]"),
-    ("[leds]\nrgb_pins = [1, 2]\n", r"\[leds\] rgb_pins: expected three BCM pin numbers"),
-    ("[leds]\nemotion_pins = {angry = 99}\n", r"emotion_pins.angry: expected a BCM pin 1..27, got 99"),
-    ("[model\n", r"not valid TOML"),
-    ("mqtt = 3\n", r"'mqtt' must be a \[section\] table"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        (
+            "[mqtt]\nbrokr = 'x'\n",
+            r"ser-edge.toml \(line 2\): \[mqtt\] brokr: unknown key; expected one of enabled, broker",
+        ),
+        ("[mqt]\n", r"ser-edge.toml \(line 1\): unknown section \[mqt\]"),
+        ("[model]\nnum_threads = 'two'\n", r"\[model\] num_threads: expected an integer in 1..8, got str 'two'"),
+        ("[model]\nnum_threads = 0\n", r"\[model\] num_threads: expected an integer in 1..8, got 0"),
+        ("[gate]\nmin_dbfs = 10\n", r"\[gate\] min_dbfs: expected a number in -120..0, got 10"),
+        ("[mqtt]\nenabled = 1\n", r"\[mqtt\] enabled: expected true or false, got int 1"),
+        ("[smoothing]\nmethod = 'median'\n", r"\[smoothing\] method: expected one of 'ema', 'mean'"),
+        ("[audio]\nsource = 'usb'\n", r"\[audio\] source: expected mic:NAME, cmd:COMMAND, file:PATH or stdin"),
+        ("[mqtt]\nbroker = 'http://x'\n", r"\[mqtt\] broker: expected mqtt://\[user@\]host\[:port\]"),
+        ("[leds]\nrgb_pins = [1, 2]\n", r"\[leds\] rgb_pins: expected three BCM pin numbers"),
+        ("[leds]\nemotion_pins = {angry = 99}\n", r"emotion_pins.angry: expected a BCM pin 1..27, got 99"),
+        ("[model\n", r"not valid TOML"),
+        ("mqtt = 3\n", r"'mqtt' must be a \[section\] table"),
+    ],
+)
 def test_config_errors_name_file_key_and_expectation(tmp_path, text, needle):
     with pytest.raises(C.ConfigError, match=needle):
         C.load(write(tmp_path, text))

@@ -4,9 +4,9 @@ import json
 import re
 
 import pytest
+from conftest import ROOT, SAMPLE, ser_edge
 
 from edge.mqtt import Topics, discovery_payload
-from conftest import ROOT, SAMPLE, ser_edge
 
 yaml = pytest.importorskip("yaml")
 LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]

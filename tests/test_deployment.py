@@ -4,9 +4,9 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import ROOT
 
 from edge import config as C
-from conftest import ROOT
 
 UNIT = ROOT / "systemd" / "ser-edge.service"
 needs_systemd = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
@@ -42,7 +42,9 @@ def test_unit_has_the_required_settings():
 
 def test_installer_root_mode_is_idempotent_and_keeps_config(tmp_path):
     root = tmp_path / "root"
-    r = subprocess.run([str(ROOT / "systemd/install.sh"), "--root", str(root), "--skip-venv"], capture_output=True, text=True)
+    r = subprocess.run(
+        [str(ROOT / "systemd/install.sh"), "--root", str(root), "--skip-venv"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     cfg = root / "etc/ser-edge/ser-edge.toml"
     assert (root / "etc/systemd/system/ser-edge.service").read_text() == UNIT.read_text()
@@ -50,7 +52,9 @@ def test_installer_root_mode_is_idempotent_and_keeps_config(tmp_path):
     assert oct(cfg.stat().st_mode & 0o777) == "0o640"
     assert oct((root / "etc/ser-edge/mqtt_password").stat().st_mode & 0o777) == "0o600"
     cfg.write_text("[device]\nid = 'kitchen'\n")
-    r = subprocess.run([str(ROOT / "systemd/install.sh"), "--root", str(root), "--skip-venv"], capture_output=True, text=True)
+    r = subprocess.run(
+        [str(ROOT / "systemd/install.sh"), "--root", str(root), "--skip-venv"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "kept existing" in r.stdout
     assert "kitchen" in cfg.read_text()
     (root / "var/lib/ser-edge").mkdir(parents=True)
@@ -59,7 +63,9 @@ def test_installer_root_mode_is_idempotent_and_keeps_config(tmp_path):
     assert r.returncode == 0
     assert not (root / "etc/systemd/system/ser-edge.service").exists() and not (root / "opt/ser-edge").exists()
     assert cfg.exists() and (root / "var/lib/ser-edge/outbox.sqlite").exists()
-    subprocess.run([str(ROOT / "systemd/uninstall.sh"), "--root", str(root), "--purge"], check=True, capture_output=True)
+    subprocess.run(
+        [str(ROOT / "systemd/uninstall.sh"), "--root", str(root), "--purge"], check=True, capture_output=True
+    )
     assert not cfg.exists() and not (root / "var/lib/ser-edge").exists()
 
 
@@ -76,6 +82,10 @@ def test_firmware_config_files_exist_and_asound_parses():
     assert "dsnoop" in text and "16000" in text
     if shutil.which("arecord"):
         # alsa-lib parses it (the device itself needs real hardware)
-        r = subprocess.run(["arecord", "-L"], capture_output=True, text=True,
-                           env={"ALSA_CONFIG_PATH": str(fc / "asound.conf"), "PATH": "/usr/bin:/bin"})
+        r = subprocess.run(
+            ["arecord", "-L"],
+            capture_output=True,
+            text=True,
+            env={"ALSA_CONFIG_PATH": str(fc / "asound.conf"), "PATH": "/usr/bin:/bin"},
+        )
         assert "parse error" not in r.stderr.lower()

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SAMPLE, Mosquitto, Subscriber, first_seen_order, free_port, ser_edge
+
 from edge.audio import read_wav, write_wav
 
 

@@ -1,7 +1,8 @@
 """The front end: same numbers as python_speech_features, streaming == batch."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge import features as F
 from edge.audio import read_audio
@@ -19,15 +20,22 @@ def recordings(request):
     from conftest import need_data
 
     d = need_data()
-    files = sorted((d / "ravdess" / "Actor_01").glob("*.flac"))[:3] + sorted((d / "tess" / "OAF_angry").glob("*.flac"))[:2]
+    files = (
+        sorted((d / "ravdess" / "Actor_01").glob("*.flac"))[:3] + sorted((d / "tess" / "OAF_angry").glob("*.flac"))[:2]
+    )
     return [read_audio(f).astype(np.float64) for f in files]
 
 
 def test_mfcc_matches_python_speech_features_on_real_recordings(recordings):
     for x in recordings:
         assert rel_err(F.mfcc(x), psf.mfcc(x)) <= 1e-6
-        assert rel_err(F.mfcc(x, numcep=20, nfilt=40, winfunc=np.hamming, ceplifter=0, appendEnergy=False),
-                       psf.mfcc(x, numcep=20, nfilt=40, winfunc=np.hamming, ceplifter=0, appendEnergy=False)) <= 1e-6
+        assert (
+            rel_err(
+                F.mfcc(x, numcep=20, nfilt=40, winfunc=np.hamming, ceplifter=0, appendEnergy=False),
+                psf.mfcc(x, numcep=20, nfilt=40, winfunc=np.hamming, ceplifter=0, appendEnergy=False),
+            )
+            <= 1e-6
+        )
         assert rel_err(F.logfbank(x, nfilt=40), psf.logfbank(x, nfilt=40)) <= 1e-6
         f, e = F.fbank(x)
         g, h = psf.fbank(x)
@@ -38,8 +46,13 @@ def test_mfcc_matches_python_speech_features_on_real_recordings(recordings):
 def test_mfcc_matches_on_random_signals_of_awkward_lengths(n):
     x = np.random.default_rng(n).standard_normal(n)
     assert rel_err(F.mfcc(x), psf.mfcc(x)) <= 1e-6
-    assert rel_err(F.logfbank(x, 8000, nfilt=20, highfreq=3000, lowfreq=100),
-                   psf.logfbank(x, 8000, nfilt=20, highfreq=3000, lowfreq=100)) <= 1e-6
+    assert (
+        rel_err(
+            F.logfbank(x, 8000, nfilt=20, highfreq=3000, lowfreq=100),
+            psf.logfbank(x, 8000, nfilt=20, highfreq=3000, lowfreq=100),
+        )
+        <= 1e-6
+    )
 
 
 def test_delta_and_filterbank_match():
@@ -61,15 +74,18 @@ def test_rms_zcr_and_normalise():
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(1, 2500), min_size=1, max_size=30), kind=st.sampled_from(["mfcc", "logfbank"]),
-       seed=st.integers(0, 1000))
+@given(
+    sizes=st.lists(st.integers(1, 2500), min_size=1, max_size=30),
+    kind=st.sampled_from(["mfcc", "logfbank"]),
+    seed=st.integers(0, 1000),
+)
 def test_stream_equals_batch_for_any_chunking(sizes, kind, seed):
     cfg = F.FeatureConfig(kind=kind, nfilt=40 if kind == "logfbank" else 26, winfunc="hamming")
     x = np.random.default_rng(seed).standard_normal(sum(sizes))
     s = F.MfccStream(cfg)
     parts, i = [], 0
     for n in sizes:
-        parts.append(s.push(x[i:i + n]))
+        parts.append(s.push(x[i : i + n]))
         i += n
     streamed = np.concatenate(parts + [s.flush()])
     batch = F.features(x, cfg)

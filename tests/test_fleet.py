@@ -7,7 +7,6 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -27,9 +26,9 @@ def fleet_broker(tmp_path):
 
 
 def device(tmp_path, port, users, d) -> Publisher:
-    cfg = defaults()
     (tmp_path / f"{d}.pw").write_text(users[d])
-    cfg["mqtt"].update(username=d, password_file=str(tmp_path / f"{d}.pw"), allow_plaintext_password=True)
+    cfg = defaults().with_changes({"mqtt": dict(username=d, password_file=str(tmp_path / f"{d}.pw"),
+                                                allow_plaintext_password=True)})
     p = Publisher(cfg, d, f"Emotion {d}", ["neutral", "angry"], "default.tflite", Outbox(tmp_path / d),
                   f"mqtt://127.0.0.1:{port}")
     p.start()

@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import ROOT, SAMPLE, free_port
+from conftest import ROOT, Subscriber, free_port
 from test_dashboards import published_entities
-from conftest import Subscriber
 from test_service_mqtt import run_args
 
 HA_ROOT = os.environ.get("SER_HA_ROOT")
@@ -286,7 +284,8 @@ def test_shipped_automations_and_dashboard_load_and_reference_existing_entities(
             assert v["state"] == "on", (k, v["state"])
     # entity ids referenced by the automations and the dashboard all exist in this Home Assistant
     for name in ("automations.yaml", "dashboard.yaml"):
-        refs = set(re.findall(r"\b(?:sensor|binary_sensor|event)\.[a-z0-9_]+", (ROOT / "docs/homeassistant" / name).read_text()))
+        text = (ROOT / "docs/homeassistant" / name).read_text()
+        refs = set(re.findall(r"\b(?:sensor|binary_sensor|event)\.[a-z0-9_]+", text))
         assert refs and refs <= set(s), f"{name} points at entities HA does not have: {sorted(refs - set(s))}"
     # the dashboard loads in Home Assistant (websocket lovelace/config, with HA's own aiohttp)
     script = f"""
@@ -299,8 +298,9 @@ async def main():
         print(json.dumps(await ws.receive_json()))
 asyncio.run(main())
 """
-    r = subprocess.run(["chroot", str(ha.root), f"{HA_VENV}/bin/python", "-c", script], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        ["chroot", str(ha.root), f"{HA_VENV}/bin/python", "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout.strip().splitlines()[-1])
     assert answer["success"], answer

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SAMPLE
 
 pytestmark = pytest.mark.skipif(not shutil.which("pulseaudio") or not shutil.which("paplay"),
@@ -214,11 +213,33 @@ def play_and_wait_until_heard(env, sub, recording_s=25.5):
 
 
 def start_service(env, mosquitto, tmp_path, *extra, source="mic:pulse"):
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--source", source, *extra, "--broker", mosquitto.url,
-                             "--save-audio", str(tmp_path / "heard.wav"),
-                             "--device-id", "mic1", "--state-dir", str(tmp_path / "state"), "--stats-interval", "1",
-                             "--print-events"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "run",
+            "--source",
+            source,
+            *extra,
+            "--broker",
+            mosquitto.url,
+            "--save-audio",
+            str(tmp_path / "heard.wav"),
+            "--device-id",
+            "mic1",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--stats-interval",
+            "1",
+            "--print-events",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_device_loss_is_logged_once_counted_and_recovered(pulse, mosquitto, tmp_path):
@@ -236,8 +257,12 @@ def test_device_loss_is_logged_once_counted_and_recovered(pulse, mosquitto, tmp_
         lost = latest_stats(sub, where=lambda s: s["source_lost"])
         assert lost["source_outages"] == 1
         time.sleep(4)  # several reopen attempts fail while the device is gone
-        subprocess.run(["pactl", "load-module", "module-null-sink", "sink_name=virt", "rate=44100"], env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["pactl", "load-module", "module-null-sink", "sink_name=virt", "rate=44100"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         back = latest_stats(sub, timeout=40, where=lambda s: s["source_restarts"] == 1 and not s["source_lost"])
         assert back["source_outages"] == 1 and back["source_gap_s"] >= 4
         assert p.poll() is None, "the service kept running"
@@ -302,8 +327,7 @@ def test_short_stall_loses_nothing_and_counts_no_overflow(pulse, mosquitto, tmp_
         time.sleep(3)
         p.send_signal(signal.SIGCONT)
         t = time.monotonic()
-        s = latest_stats(sub, where=lambda s: s["uptime_s"] > 0 and s["audio_s"] > 0 and
-                         time.monotonic() - t > 3)
+        s = latest_stats(sub, where=lambda s: s["uptime_s"] > 0 and s["audio_s"] > 0 and time.monotonic() - t > 3)
     finally:
         p.terminate()
         p.communicate(30)

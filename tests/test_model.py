@@ -6,10 +6,18 @@ import sys
 
 import numpy as np
 import pytest
-
-from edge.model import (DEFAULT_MODEL, METADATA_NAME, Classifier, ModelError, ModelMetadata, int8_problems,
-                        read_model_file)
 from conftest import ROOT, SAMPLE, ser_edge
+
+from edge.model import (
+    DEFAULT_MODEL,
+    METADATA_NAME,
+    Classifier,
+    ModelError,
+    ModelMetadata,
+    int8_problems,
+    read_model_file,
+)
+
 
 def test_default_model_is_small_full_int8_and_self_describing():
     mf = read_model_file(DEFAULT_MODEL)

@@ -3,7 +3,6 @@ pipeline. Steady sounds give no emotion events; real speech mixed at the same le
 import sys
 
 import numpy as np
-
 from conftest import ROOT, need_data
 
 sys.path.insert(0, str(ROOT / "tools"))

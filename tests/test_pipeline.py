@@ -1,11 +1,12 @@
 """The processing chain on real speech: windows only where speech is, stable events with a lifecycle."""
 import numpy as np
 import pytest
-
-from edge.audio import read_audio, read_wav
-from edge.model import DEFAULT_MODEL, Classifier
-from edge.pipeline import EventTracker, Gate, GateSettings, Pipeline, SmoothingSettings
 from conftest import SAMPLE
+
+from edge.audio import read_wav
+from edge.model import DEFAULT_MODEL, Classifier
+from edge.mqtt import event_payload, state_payload
+from edge.pipeline import EventTracker, GateSettings, Pipeline, SmoothingSettings
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_event_lifecycle_ids_and_times(clf):
     assert events, "the demo recording should produce at least one event"
     open_ids = {}
     for e in events:
-        p = e.payload()
+        p = event_payload(e)
         assert set(p) == {"event_type", "type", "id", "score", "top_score", "start_time", "end_time", "offset_s"}
         assert p["event_type"] in clf.labels
         if e.type == "start":
@@ -123,11 +124,12 @@ def test_state_and_confidence_agree_in_pauses(clf):
     its last speech, never "angry, 0 %"; with no event the emotion is none and the confidence 0."""
     x = read_wav(SAMPLE)
     pipe = Pipeline(clf, wall_start=0.0)
-    assert pipe.state["emotion"] == "none" and pipe.state["time"]  # a complete state before any audio
+    first = state_payload(pipe.state)
+    assert first["emotion"] == "none" and first["time"]  # a complete state before any audio
     seen_pause_in_event = False
     for i in range(0, len(x), 1600):
-        pipe.push(x[i:i + 1600])
-        s = pipe.state
+        pipe.push(x[i : i + 1600])
+        s = state_payload(pipe.state)
         if s["emotion"] == "none":
             assert s["confidence"] == 0.0
         else:

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, SAMPLE, Mosquitto, Subscriber, first_seen_order, free_port, ser_edge
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -149,7 +148,6 @@ def test_broker_restarts_mid_stream_lose_no_events(tmp_path):
 
 def test_kill_9_loses_no_queued_events(tmp_path):
     port = free_port()
-    state = tmp_path / "state"
     # no broker: events are queued on disk; the service is killed without any chance to clean up
     p = subprocess.Popen([sys.executable, "-m", "edge.cli", *run_args(f"mqtt://127.0.0.1:{port}", tmp_path, speed="2")],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -165,8 +163,9 @@ def test_kill_9_loses_no_queued_events(tmp_path):
     broker = Mosquitto(tmp_path, port).start()
     sub = Subscriber(port)
     silence = tmp_path / "silence.wav"
-    from edge.audio import write_wav
     import numpy as np
+
+    from edge.audio import write_wav
 
     write_wav(silence, np.zeros(16000 * 3, np.float32))
     r = ser_edge(*run_args(f"mqtt://127.0.0.1:{port}", tmp_path, source=silence))
@@ -220,32 +219,65 @@ def _make_certs(d):
 
     ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
          "-subj", "/CN=test-ca")
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+         "-subj", "/CN=127.0.0.1")
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-         "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    ossl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
 
 
 def test_tls_with_password(tmp_path):
     _make_certs(tmp_path)
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(tmp_path / "passwd"), "sensor", "pa55word"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(tmp_path / "passwd"), "sensor", "pa55word"],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    b = Mosquitto(tmp_path, port, extra_conf=f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\n"
-                                              f"keyfile {tmp_path}/server.key\npassword_file {tmp_path}/passwd\n")
+    b = Mosquitto(
+        tmp_path,
+        port,
+        extra_conf=f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\n"
+        f"keyfile {tmp_path}/server.key\npassword_file {tmp_path}/passwd\n",
+    )
     b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
     b.start()
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"[mqtt]\ntls_ca = '{tmp_path}/ca.crt'\nusername = 'sensor'\n")
     os.chmod(cfg, 0o600)
     try:
-        r = ser_edge("run", "--config", str(cfg), *run_args(f"mqtts://127.0.0.1:{port}", tmp_path)[1:],
-                     env={"SER_MQTT_PASSWORD": "pa55word"})
+        r = ser_edge(
+            "run",
+            "--config",
+            str(cfg),
+            *run_args(f"mqtts://127.0.0.1:{port}", tmp_path)[1:],
+            env={"SER_MQTT_PASSWORD": "pa55word"},
+        )
         assert r.returncode == 0, r.stderr
         assert "connected to broker" in r.stderr and "pa55word" not in r.stderr + r.stdout
         # the same password without TLS is refused before anything is sent
-        r = ser_edge("run", "--config", str(cfg), *run_args(f"mqtt://127.0.0.1:{port}", tmp_path)[1:],
-                     env={"SER_MQTT_PASSWORD": "pa55word"})
+        r = ser_edge(
+            "run",
+            "--config",
+            str(cfg),
+            *run_args(f"mqtt://127.0.0.1:{port}", tmp_path)[1:],
+            env={"SER_MQTT_PASSWORD": "pa55word"},
+        )
         assert r.returncode == 2 and "without TLS" in r.stderr and "pa55word" not in r.stderr
     finally:
         b.stop()

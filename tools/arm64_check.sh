@@ -1,6 +1,7 @@
 #!/bin/sh
 # make arm64-check: run the edge side on arm64 (Debian 12 = Pi OS Bookworm base, Python 3.11,
-# tflite-runtime 2.14) under qemu user emulation, and compare its int8 outputs with the x86 run.
+# tflite-runtime 2.14) under qemu user emulation: install the wheel, run the installed ser-edge, and
+# compare its int8 outputs with the x86 run.
 # Needs root once (apt-get qemu-user-static debootstrap); the root and wheels are cached in .cache/.
 # Timings under emulation are not speeds.
 set -eu
@@ -25,7 +26,13 @@ if [ ! -d "$SITE/numpy" ] || [ ! -d "$SITE/pytest" ]; then
     pytest==8.3.5 pluggy iniconfig packaging hypothesis attrs sortedcontainers
   for w in "$WHEELS"/*.whl; do $PY -m zipfile -e "$w" "$SITE/"; done
 fi
-cp -r edge "$SITE/"
+# the project as a user gets it: its wheel (make wheel), installed by the arm64 side's own pip
+rm -rf "$SITE"/edge "$SITE"/converter "$SITE"/ser_edge-*.dist-info
+qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11" -m pip install -q --no-deps --no-index --break-system-packages \
+  --target "$SITE" --upgrade dist/ser_edge-*.whl
+DEMO=$SITE/edge/samples/demo.wav
+echo "arm64: installed $(PYTHONPATH="$SITE" qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11" "$SITE/bin/ser-edge" --version) from the wheel"
+PYTHONPATH="$SITE" qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11" "$SITE/bin/ser-edge" analyze --clip "$DEMO"
 rm -rf "$CACHE/src"; mkdir -p "$CACHE/src"; cp -r edge tests firmware_config pyproject.toml "$CACHE/src/"
 OUT=$CACHE/out; mkdir -p "$OUT"
 FILES="edge/samples/demo.wav ../shared/data/fixtures/ravdess/Actor_01/03-01-05-02-01-01-01.wav ../shared/data/fixtures/ravdess/Actor_01/03-01-01-01-01-01-01.wav ../shared/data/fixtures/tess/OAF_angry/OAF_back_angry.wav"

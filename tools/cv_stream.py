@@ -122,7 +122,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "make":
         doc = make(a.fold, Path(a.out), a.data)
-        print(f"{a.out}/stream.wav: {doc['seconds']:.0f} s, {len(doc['segments'])} segments, speakers {doc['held_out']}")
+        print(f"{a.out}/stream.wav: {doc['seconds']:.0f} s, {len(doc['segments'])} segments, "
+              f"speakers {doc['held_out']}")
         return 0
     stream = Path(a.stream)
     doc = json.loads((stream / "segments.json").read_text())
@@ -134,8 +135,13 @@ def main(argv=None) -> int:
     for f in state.glob("*"):
         f.unlink() if f.is_file() else None  # a fresh device every time
     events = run_service(stream, Path(a.model), state, a.config)
-    result = {"model": a.model, "fold": doc["fold"], "config": Path(a.config).read_text() if a.config else "",
-              **score(doc["segments"], event_spans(events), window_s), "events": len(event_spans(events))}
+    result = {
+        "model": a.model,
+        "fold": doc["fold"],
+        "config": Path(a.config).read_text() if a.config else "",
+        **score(doc["segments"], event_spans(events), window_s),
+        "events": len(event_spans(events)),
+    }
     print(json.dumps(result))
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=1))

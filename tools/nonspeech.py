@@ -270,11 +270,11 @@ def make(out: Path, seed: int = 0) -> dict:
 def pipeline(model=None, config=None):
     """The pipeline `ser-edge run` builds from this config (default settings without one)."""
     from edge import config as C
-    from edge.cli import load_model, make_pipeline
+    from edge.service import load_model, make_pipeline
 
     cfg = C.load(config)
     if model:
-        cfg["model"]["path"] = str(model)
+        cfg = cfg.with_changes({"model": {"path": str(model)}})
     return make_pipeline(load_model(cfg), cfg, wall_start=0.0)
 
 
@@ -345,14 +345,20 @@ def main(argv=None) -> int:
             return 0
         print(f"{'file':26s} {'min':>5s} {'windows':>8s} {'passed':>7s} {'events':>7s}  labels")
         for name, x in r["files"].items():
-            print(f"{name:26s} {x['minutes']:5.1f} {x['windows']:8d} {x['passed']:7d} {x['events']:7d}  {' '.join(x['labels'])}")
+            print(f"{name:26s} {x['minutes']:5.1f} {x['windows']:8d} {x['passed']:7d} {x['events']:7d}  "
+                  f"{' '.join(x['labels'])}")
         t = r["total"]
-        print(f"{'total':26s} {t['minutes']:5.1f} {t['windows']:8d} {t['passed']:7d} {t['events']:7d}  "
-              f"= {t['events_per_hour']:.1f} events per hour, {t['passed_fraction']:.1%} of windows passed the gate")
+        print(
+            f"{'total':26s} {t['minutes']:5.1f} {t['windows']:8d} {t['passed']:7d} {t['events']:7d}  "
+            f"= {t['events_per_hour']:.1f} events per hour, {t['passed_fraction']:.1%} of windows passed the gate"
+        )
         return 0
     r = speech(Path(a.stream), a.model, a.config)
-    print(json.dumps(r) if a.json else f"{r['reached_model']}/{r['segments']} speech segments reached the model "
-          f"({r['fraction']:.1%})")
+    print(
+        json.dumps(r)
+        if a.json
+        else f"{r['reached_model']}/{r['segments']} speech segments reached the model ({r['fraction']:.1%})"
+    )
     return 0
 
 
