@@ -326,3 +326,19 @@ def _toml_value(v) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     return repr(v)
+
+
+def reference_tables() -> str:
+    """The per-section tables of docs/config.md (`python -m edge.config` prints them; a test checks)."""
+    out, defaults_ = [], Config().as_dict()
+    for section in SECTIONS:
+        out += [f"## [{section}]", "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
+        for key, (kind, f) in _keys(section).items():
+            out.append(f"| `{key}` | `{_toml_value(defaults_[section][key])}` | {_expected(kind, f)} | "
+                       f"{f.metadata['doc']} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference_tables())
