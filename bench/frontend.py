@@ -38,13 +38,16 @@ def audio(seconds: float) -> np.ndarray:
     return x[: int(seconds * 16000)].astype(np.float64)
 
 
-def median_ms(fn, repeats):
-    times = []
+def medians_ms(fns, repeats):
+    """Median ms of each function, run in turn within every repetition, so that a busy spell on a shared
+    machine slows all of them alike and their ratio holds."""
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            t.append((time.perf_counter() - t0) * 1000)
+    return [statistics.median(t) for t in times]
 
 
 def main():
@@ -57,24 +60,18 @@ def main():
         import librosa
     except ImportError:
         librosa = None
-    print(f"front end, medians of {args.repeats} runs (ms); OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    threads = os.environ['OPENBLAS_NUM_THREADS']
+    print(f"front end, medians of {args.repeats} interleaved runs (ms); OPENBLAS_NUM_THREADS={threads}")
     print(f"{'audio':>6} {'edge':>9} {'psf':>9} {'librosa':>9} {'psf/edge':>9}")
     rows = {}
     for seconds in (1, 3, 60):
         x = audio(seconds)
         reps = args.repeats if seconds < 60 else max(5, args.repeats // 3)
-        e = median_ms(lambda x=x: F.mfcc(x), reps)
-        p = median_ms(lambda x=x: psf.mfcc(x), reps)
-        lib = (
-            median_ms(
-                lambda x=x: librosa.feature.mfcc(
-                    y=x.astype(np.float32), sr=16000, n_mfcc=13, n_fft=512, hop_length=160, win_length=400, n_mels=26
-                ),
-                reps,
-            )
-            if librosa
-            else float("nan")
-        )
+        fns = [lambda x=x: F.mfcc(x), lambda x=x: psf.mfcc(x)]
+        if librosa:
+            fns.append(lambda x=x: librosa.feature.mfcc(y=x.astype(np.float32), sr=16000, n_mfcc=13, n_fft=512,
+                                                        hop_length=160, win_length=400, n_mels=26))
+        e, p, lib = (medians_ms(fns, reps) + [float("nan")])[:3]
         rows[seconds] = (e, p, lib)
         print(f"{seconds:>5}s {e:9.2f} {p:9.2f} {lib:9.2f} {p / e:8.2f}x")
 
@@ -99,9 +96,7 @@ def main():
             psf.mfcc(x[start : start + win])
 
     reps = max(5, args.repeats // 3)
-    es = median_ms(edge_stream, reps)
-    el = median_ms(edge_stream_lazy, reps)
-    ps = median_ms(psf_windows, reps)
+    es, el, ps = medians_ms([edge_stream, edge_stream_lazy, psf_windows], reps)
     print(f"\n60 s stream, 2 s window every 0.5 s; python_speech_features recomputing each window: {ps:.1f} ms")
     print(f"  edge MfccStream.push per 10 ms chunk (frames at once):   {es:.1f} ms  -> {ps / es:.2f}x cheaper")
     print(f"  edge MfccStream.feed per 10 ms chunk, compute per hop:   {el:.1f} ms  -> {ps / el:.2f}x cheaper")

@@ -142,20 +142,25 @@ def num_frames(slen: int, frame_len: int, frame_step: int) -> int:
     return 1 + int(math.ceil((1.0 * slen - frame_len) / frame_step))
 
 
-def framesig(signal: np.ndarray, frame_len: int, frame_step: int, window: np.ndarray) -> np.ndarray:
-    """Split into overlapping frames (zero-padding the end) and apply the window: (frames, frame_len)."""
+def framesig(signal: np.ndarray, frame_len: int, frame_step: int, window: np.ndarray | None) -> np.ndarray:
+    """Split into overlapping frames (zero-padding the end) and apply the window: (frames, frame_len).
+    window None = rectangular: the frames are returned as a read-only view, nothing is copied."""
     n = num_frames(len(signal), frame_len, frame_step)
     padlen = (n - 1) * frame_step + frame_len
     padded = np.concatenate((signal, np.zeros(padlen - len(signal))))
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame_len)[::frame_step]
-    return frames * window
+    return frames if window is None else frames * window
 
 
 def powspec(frames: np.ndarray, nfft: int) -> np.ndarray:
     """Power spectrum of each frame: |FFT|^2 / nfft, (frames, nfft//2 + 1)."""
     spec = np.fft.rfft(frames, nfft)
-    # |z|^2 as re^2 + im^2: no square root then square (equal to psf's |z|**2 within rounding)
-    return (np.square(spec.real) + np.square(spec.imag)) * (1.0 / nfft)
+    # |z|^2 as re*re + im*im in one pass over the (re, im) pairs: no square root then square, no
+    # temporaries (equal to psf's |z|**2 within rounding)
+    pairs = spec.view(np.float64).reshape(*spec.shape, 2)
+    power = np.einsum("...k,...k->...", pairs, pairs)
+    power *= 1.0 / nfft
+    return power
 
 
 def hz2mel(hz):
@@ -214,18 +219,27 @@ def lifter(cepstra: np.ndarray, L: int = 22) -> np.ndarray:
 # python_speech_features-compatible API
 
 
-def _window(winfunc, frame_len: int) -> np.ndarray:
+def _window(winfunc, frame_len: int) -> np.ndarray | None:
+    """The analysis window as an array, or None for the rectangular one (multiplying by 1 is a copy)."""
     if isinstance(winfunc, str):
         winfunc = WINDOW_FUNCTIONS[winfunc]
-    return np.asarray(winfunc(frame_len), dtype=np.float64)
+    w = np.asarray(winfunc(frame_len), dtype=np.float64)
+    return None if np.all(w == 1.0) else w
 
 
-def _spectra_to_fbank(pspec: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    energy = np.sum(pspec, 1)
-    energy = np.where(energy == 0, np.finfo(float).eps, energy)  # log(0) guard, as psf
-    feat = pspec @ fb.T
-    feat = np.where(feat == 0, np.finfo(float).eps, feat)
-    return feat, energy
+@lru_cache(maxsize=16)
+def _fbank_and_energy_matrix(fb_key: tuple) -> np.ndarray:
+    """[filters | ones]: the filterbank energies and the frame energy in one matrix product."""
+    fb = get_filterbanks(*fb_key)
+    m = np.hstack([fb.T, np.ones((fb.shape[1], 1))])
+    m.setflags(write=False)
+    return m
+
+
+def _spectra_to_fbank(pspec: np.ndarray, fb_and_ones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    both = pspec @ fb_and_ones
+    both[both == 0] = np.finfo(float).eps  # log(0) guard, as psf (exact zeros only)
+    return both[:, :-1], both[:, -1]
 
 
 def fbank(signal, samplerate=16000, winlen=0.025, winstep=0.01, nfilt=26, nfft=512, lowfreq=0,
@@ -236,7 +250,8 @@ def fbank(signal, samplerate=16000, winlen=0.025, winstep=0.01, nfilt=26, nfft=5
     frame_len, frame_step = round_half_up(winlen * samplerate), round_half_up(winstep * samplerate)
     frames = framesig(signal, frame_len, frame_step, _window(winfunc, frame_len))
     pspec = powspec(frames, nfft)
-    return _spectra_to_fbank(pspec, get_filterbanks(nfilt, nfft, samplerate, lowfreq, highfreq))
+    fb_and_ones = _fbank_and_energy_matrix((int(nfilt), int(nfft), int(samplerate), float(lowfreq), float(highfreq)))
+    return _spectra_to_fbank(pspec, fb_and_ones)
 
 
 def logfbank(signal, samplerate=16000, winlen=0.025, winstep=0.01, nfilt=26, nfft=512, lowfreq=0,
@@ -280,14 +295,14 @@ def delta(feat: np.ndarray, N: int) -> np.ndarray:
 def frame_rms(signal, samplerate=16000, winlen=0.025, winstep=0.01) -> np.ndarray:
     """Root-mean-square amplitude of each (unwindowed, zero-padded) frame."""
     fl, fs = round_half_up(winlen * samplerate), round_half_up(winstep * samplerate)
-    frames = framesig(np.asarray(signal, np.float64), fl, fs, np.ones(fl))
+    frames = framesig(np.asarray(signal, np.float64), fl, fs, None)
     return np.sqrt(np.mean(np.square(frames), axis=1))
 
 
 def frame_zcr(signal, samplerate=16000, winlen=0.025, winstep=0.01) -> np.ndarray:
     """Zero-crossing rate of each frame: sign changes / (frame_len - 1)."""
     fl, fs = round_half_up(winlen * samplerate), round_half_up(winstep * samplerate)
-    frames = framesig(np.asarray(signal, np.float64), fl, fs, np.ones(fl))
+    frames = framesig(np.asarray(signal, np.float64), fl, fs, None)
     signs = np.signbit(frames)
     return np.count_nonzero(signs[:, 1:] != signs[:, :-1], axis=1) / (fl - 1)
 
@@ -337,19 +352,22 @@ class MfccStream:
         self._step = config.frame_step
         self._window = _window(config.winfunc, self._frame_len)
         high = config.highfreq or config.samplerate / 2
-        self._fb = get_filterbanks(config.nfilt, config.nfft, config.samplerate, config.lowfreq, high)
+        get_filterbanks(config.nfilt, config.nfft, config.samplerate, config.lowfreq, high)  # checks the range
+        self._fb_and_ones = _fbank_and_energy_matrix((config.nfilt, config.nfft, config.samplerate,
+                                                      float(config.lowfreq), float(high)))
         self.reset()
 
     def reset(self) -> None:
         self._pending = np.zeros(0)  # pre-emphasised samples not yet fully consumed by frames
-        self._fed: list[np.ndarray] = []  # fed but not yet computed
-        self._last_sample: float | None = None
+        self._fed: list[np.ndarray] = []  # raw audio fed but not yet pre-emphasised or computed
+        self._last_sample: float | None = None  # the raw sample before the first one in _fed
         self.samples_seen = 0
         self.frames_emitted = 0
 
     def _frames_to_features(self, frames: np.ndarray) -> np.ndarray:
         c = self.config
-        feat, energy = _spectra_to_fbank(powspec(frames * self._window, c.nfft), self._fb)
+        windowed = frames if self._window is None else frames * self._window
+        feat, energy = _spectra_to_fbank(powspec(windowed, c.nfft), self._fb_and_ones)
         if c.kind == "logfbank":
             return np.log(feat)
         return _cepstra(feat, energy, c.numcep, c.ceplifter, c.appendEnergy)
@@ -357,22 +375,25 @@ class MfccStream:
     def feed(self, chunk: np.ndarray) -> None:
         """Take audio without computing anything yet (cheap: for many tiny chunks, call `compute()`
         only when the frames are needed, e.g. once per analysis hop)."""
-        x = np.asarray(chunk, dtype=np.float64).ravel()
-        if x.size == 0:
-            return
-        prev = x[0] if self._last_sample is None else self._last_sample
-        emphasised = x - self.config.preemph * np.concatenate(([prev], x[:-1]))
-        if self._last_sample is None:
-            emphasised[0] = x[0]  # the very first sample is kept as is, as in batch
+        if len(chunk):
+            self._fed.append(chunk)
+            self.samples_seen += np.size(chunk)
+
+    def _emphasise_fed(self) -> None:
+        """Pre-emphasise everything fed since the last compute, in one pass (as batch does)."""
+        x = np.concatenate(self._fed, axis=None).astype(np.float64, copy=False)
+        self._fed = []
+        emphasised = np.empty_like(x)
+        emphasised[1:] = x[1:] - self.config.preemph * x[:-1]
+        # the very first sample of the stream is kept as is, as in batch
+        emphasised[0] = x[0] if self._last_sample is None else x[0] - self.config.preemph * self._last_sample
         self._last_sample = float(x[-1])
-        self.samples_seen += x.size
-        self._fed.append(emphasised)
+        self._pending = np.concatenate([self._pending, emphasised])
 
     def compute(self) -> np.ndarray:
         """Features of every frame completed by the audio fed so far, (n, num_features)."""
         if self._fed:
-            self._pending = np.concatenate([self._pending, *self._fed])
-            self._fed = []
+            self._emphasise_fed()
         buf = self._pending
         if buf.size < self._frame_len:
             return np.zeros((0, self.config.num_features))
