@@ -12,6 +12,7 @@ import numpy as np
 
 from . import __version__
 from .audio import DEMO_RECORDING, read_wav
+from .config import GateSettings
 from .model import DEFAULT_MODEL, Classifier, interpreter_version
 from .mqtt import event_payload, state_payload
 from .pipeline import Pipeline
@@ -57,12 +58,12 @@ def bench_model(path: str, threads: int, seconds: float) -> dict:
             "rss_delta_mb": round(rss_mb() - rss0, 1)}
 
 
-def bench_pipeline(path: str, threads: int, seconds: float) -> dict:
+def bench_pipeline(path: str, threads: int, seconds: float, voice_check: bool = True) -> dict:
     """The whole chain on real speech, as fast as possible: front end, gate, inference, smoothing,
     events, and JSON encoding for a null publisher."""
     t_start = time.perf_counter()
     clf = Classifier(path, num_threads=threads)
-    pipe = Pipeline(clf, wall_start=0.0)
+    pipe = Pipeline(clf, gate=GateSettings(voice_check=voice_check), wall_start=0.0)
     speech = read_wav(DEMO_RECORDING)
     reps = int(np.ceil(seconds * 16000 / len(speech)))
     audio = np.tile(speech, reps)[: int(seconds * 16000)]
@@ -86,6 +87,7 @@ def bench_pipeline(path: str, threads: int, seconds: float) -> dict:
     return {"audio_s": audio_s, "windows": pipe.windows_run, "gated": pipe.windows_gated,
             "frontend_ms_per_audio_s": round(pipe.feature_ms_total / audio_s, 3),
             "inference_ms_per_audio_s": round(pipe.inference_ms_total / audio_s, 3),
+            "voice_check_ms_per_audio_s": round(pipe.voice_ms_total / audio_s, 3), "voice_check": voice_check,
             "post_ms_per_audio_s": round(sum(post_ms) / audio_s, 4),
             "rtf": round(wall / audio_s, 5), "cpu_pct_one_core": round(100 * cpu / audio_s, 3),
             "cpu_s_per_hour": round(cpu / audio_s * 3600, 2), "peak_rss_mb": peak_rss_mb(),
@@ -100,16 +102,20 @@ def main(args) -> int:
             doc["models"].append(bench_model(m, t, args.seconds))
     # the whole pipeline for every model, interleaved over `repeats` rounds (a shared machine's load
     # then falls on each alike); the median round of each model is reported
-    repeats = 3 if len(models) > 1 else 1
-    rounds = {m: [] for m in models}
+    # and the first model once more without the voice check, to show what the check costs
+    repeats = 3
+    variants = [(m, True) for m in models] + [(models[0], False)]
+    rounds = {v: [] for v in variants}
     for _ in range(repeats):
-        for m in models:
-            rounds[m].append(bench_pipeline(m, args.threads[0], args.seconds))
-    doc["pipelines"] = []
-    for m in models:
-        ordered = sorted(rounds[m], key=lambda r: r["cpu_pct_one_core"])
-        doc["pipelines"].append({"model": m, "rounds": repeats, **ordered[len(ordered) // 2]})
+        for m, check in variants:
+            rounds[(m, check)].append(bench_pipeline(m, args.threads[0], args.seconds, voice_check=check))
+    medians = {}
+    for v in variants:
+        ordered = sorted(rounds[v], key=lambda r: r["cpu_pct_one_core"])
+        medians[v] = {"model": v[0], "rounds": repeats, **ordered[len(ordered) // 2]}
+    doc["pipelines"] = [medians[(m, True)] for m in models]
     doc["pipeline"] = doc["pipelines"][0]
+    doc["pipeline_without_voice_check"] = medians[(models[0], False)]
     doc["health_after"] = pi_health()
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -142,6 +148,10 @@ def main(args) -> int:
         a, b = doc["pipelines"][0], doc["pipelines"][1]
         print(f"\npipeline CPU, {Path(a['model']).name} / {Path(b['model']).name}: "
               f"{a['cpu_pct_one_core'] / max(b['cpu_pct_one_core'], 1e-9):.2f}x")
+    on, off = doc["pipeline"], doc["pipeline_without_voice_check"]
+    print(f"\nvoice check ([gate] voice_check): {on['voice_check_ms_per_audio_s']:.2f} ms per second of speech; "
+          f"pipeline CPU with / without it: {on['cpu_pct_one_core'] / max(off['cpu_pct_one_core'], 1e-9):.2f}x "
+          f"({on['cpu_pct_one_core'] / 100:.4f} vs {off['cpu_pct_one_core'] / 100:.4f} CPU-s per second of audio)")
     if doc["health_after"]:
         print(f"health after: {doc['health_after']}")
     return 0

@@ -63,6 +63,9 @@ class GateSettings:
     min_dynamic_db: float = setting(12.0, "speech varies: needed spread between quiet and loud frames", min=0, max=80)
     min_active_fraction: float = setting(0.2, "fraction of frames that must be active", min=0, max=1)
     dead_mic_s: float = setting(10.0, "all-zero or constant input for this long is reported once", min=1, max=3600)
+    voice_check: bool = setting(True, "a second check that a loud window is a voice, not music, a tap or a dog")
+    voice_threshold: float = setting(0.0, "P(voice) a window needs; 0 = the check's own threshold "
+                                     "(edge/models/speech-check.json)", min=0, max=1)
 
 
 @dataclass(frozen=True)

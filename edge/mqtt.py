@@ -73,6 +73,7 @@ class Health:
     rss_mb: float
     windows: int
     gated: int
+    gated_why: dict  # quiet, not_voice, dead_mic -> windows
     dropped_chunks: int
     overflows: int
     source_outages: int
@@ -95,6 +96,8 @@ def stats_payload(h: Health) -> dict:
             "feature_ms_p50": h.feature_ms[0], "feature_ms_p95": h.feature_ms[1],
             "rtf": round(h.cpu_s / max(h.audio_s, 1e-9), 4), "cpu_pct": round(100 * h.cpu_s / max(h.uptime_s, 1e-9), 1),
             "rss_mb": h.rss_mb, "windows": h.windows, "gated": h.gated,
+            "gated_quiet": h.gated_why.get("quiet", 0), "gated_not_voice": h.gated_why.get("not_voice", 0),
+            "gated_dead_mic": h.gated_why.get("dead_mic", 0),
             "dropped_chunks": h.dropped_chunks, "overflows": h.overflows,
             "source_outages": h.source_outages, "source_restarts": h.source_restarts,
             "source_gap_s": round(h.source_gap_s, 1), "source_lost": h.source_lost, "dead_mic": h.dead_mic,

@@ -20,6 +20,7 @@ from .affect import arousal_valence
 from .config import AdaptationSettings, GateSettings, SmoothingSettings
 from .features import MfccStream
 from .model import Classifier
+from .voicing import SpeechCheck, VoiceFrames, window_features
 
 AV_STEP = 0.1  # a state message when arousal or valence moved this much since the last one
 
@@ -32,6 +33,9 @@ class WindowResult:
     scores: np.ndarray | None  # raw model probabilities (None when gated out)
     smoothed: np.ndarray | None
     inference_ms: float = 0.0
+    gated: str | None = None  # why not speech: quiet (level or dynamics), not_voice, dead_mic; None = speech
+    voice: float | None = None  # P(voice) when the voice check ran
+    voice_features: np.ndarray | None = None  # its nine numbers (edge/voicing.py NAMES)
 
 
 @dataclass
@@ -218,6 +222,11 @@ class Pipeline:
         self.since_hop = 0
         self.gate = Gate(gate)
         self.gate_settings = gate
+        # the voice check: after the energy gate, is it a voice? (`measure_voice` computes it without deciding)
+        self.voice_check = SpeechCheck() if gate.voice_check else None
+        self.voice_threshold = gate.voice_threshold or (self.voice_check.threshold if self.voice_check else 0.5)
+        self.voice_frames = VoiceFrames()
+        self.measure_voice = False
         self.smoother = Smoother(smoothing, len(meta.labels))
         self.tracker = EventTracker(meta.labels, smoothing, time.time() if wall_start is None else wall_start)
         self.samples = 0  # fed to this pipeline
@@ -230,8 +239,10 @@ class Pipeline:
         self.inference_ms: deque = deque(maxlen=600)
         self.feature_ms_total = 0.0  # cumulative, for benchmarks
         self.inference_ms_total = 0.0
+        self.voice_ms_total = 0.0
         self.windows_run = 0
         self.windows_gated = 0
+        self.gated = {"quiet": 0, "not_voice": 0, "dead_mic": 0}  # why windows were not speech
 
     @property
     def offset_s(self) -> float:
@@ -249,7 +260,7 @@ class Pipeline:
         self.start_sample = old.start_sample + old.samples
         self.tracker.wall_start = old.tracker.wall_start
         self.state = replace(self.state, offset_s=self.offset_s, time=self.wall_start + self.offset_s)
-        self.windows_run, self.windows_gated = old.windows_run, old.windows_gated
+        self.windows_run, self.windows_gated, self.gated = old.windows_run, old.windows_gated, dict(old.gated)
         self.feature_ms_total, self.inference_ms_total = old.feature_ms_total, old.inference_ms_total
         if self.speech_stats is not None and old.speech_stats is not None:
             self.speech_stats.load_dict(old.speech_stats.to_dict())
@@ -310,8 +321,19 @@ class Pipeline:
 
     def _window(self, end_sample: int, out: Output) -> None:
         offset = (self.start_sample + end_sample) / self.cfg.samplerate
-        block_db, window_db = self._levels(self._window_audio(end_sample))
-        speech = self.gate.is_speech(block_db, window_db) and not self.dead_mic
+        audio = self._window_audio(end_sample)
+        block_db, window_db = self._levels(audio)
+        gated = "dead_mic" if self.dead_mic else None if self.gate.is_speech(block_db, window_db) else "quiet"
+        voice = features = None
+        if gated is None and (self.voice_check or self.measure_voice):
+            t0 = time.perf_counter()
+            features = window_features(self.voice_frames.rows(audio, end_sample))
+            if self.voice_check:
+                voice = self.voice_check.probability(features)
+                if voice < self.voice_threshold:
+                    gated = "not_voice"
+            self.voice_ms_total += (time.perf_counter() - t0) * 1000
+        speech = gated is None
         scores = smoothed = None
         inf_ms = 0.0
         window = np.stack(self.frames) if (speech or self.adapting) else None
@@ -330,7 +352,8 @@ class Pipeline:
             self.windows_run += 1
         else:
             self.windows_gated += 1
-        out.windows.append(WindowResult(offset, speech, window_db, scores, smoothed, inf_ms))
+            self.gated[gated] += 1
+        out.windows.append(WindowResult(offset, speech, window_db, scores, smoothed, inf_ms, gated, voice, features))
         events = self.tracker.step(smoothed, offset)
         if not speech and self.tracker.current is None:
             self.smoother.reset()  # a new stretch of speech starts from scratch

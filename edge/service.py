@@ -317,7 +317,7 @@ class Service:
         p, src = self.pipeline, self.source
         return Health(uptime_s=time.time() - self.started, audio_s=p.offset_s, cpu_s=time.process_time() - self.cpu0,
                       inference_ms=percentiles(p.inference_ms), feature_ms=percentiles(p.feature_ms),
-                      rss_mb=rss_mb(), windows=p.windows_run, gated=p.windows_gated,
+                      rss_mb=rss_mb(), windows=p.windows_run, gated=p.windows_gated, gated_why=dict(p.gated),
                       dropped_chunks=src.dropped_chunks, overflows=src.overflows, source_outages=src.outages,
                       source_restarts=src.restarts, source_gap_s=src.gap_now(), source_lost=src.lost_since is not None,
                       dead_mic=p.dead_mic,

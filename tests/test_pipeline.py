@@ -37,14 +37,18 @@ def test_windows_are_speech_only_where_speech_is(clf):
     windows, events = run(Pipeline(clf, wall_start=0.0), x)
     win, hop = clf.meta.window_s, clf.meta.hop_s
     assert len(windows) == pytest.approx((len(x) / 16000 - win) / hop, abs=2)
+    mostly_speech = []
     for w in windows:
         lo, hi = int((w.offset_s - win) * 100), int(w.offset_s * 100)
         has_speech = active[max(lo, 0):hi].mean() > 0.1
         if w.speech:
             assert has_speech, f"window ending at {w.offset_s} s flagged speech over silence"
         if active[max(lo, 0):hi].mean() > 0.5:
-            assert w.speech, f"window ending at {w.offset_s} s is mostly speech but was gated out"
+            assert w.gated != "quiet", f"window ending at {w.offset_s} s is mostly speech but the energy gate shut"
+            mostly_speech.append(w.speech)
         assert (w.scores is not None) == w.speech
+    # the voice check trades a few speech windows for silence on music and household sounds (RESULTS §11)
+    assert np.mean(mostly_speech) >= 0.75
     # events only start on speech
     for e in events:
         if e.type == "start":
