@@ -23,16 +23,18 @@ def to_tflite(model, arch: str, representative: np.ndarray, int8: bool = True) -
     `representative` (normalised windows drawn from training audio)."""
     conv = tf.lite.TFLiteConverter.from_keras_model(static_batch_copy(model, arch))
     if int8:
-        def gen():
-            for w in representative:
-                yield [w[None, ..., None].astype(np.float32)]
-
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        full_int8(conv, lambda: ([w[None, ..., None].astype(np.float32)] for w in representative))
     return conv.convert()
+
+
+def full_int8(conv, representative_batches) -> None:
+    """Set a TFLiteConverter to full-integer int8: builtin int8 ops only, int8 input and output,
+    calibrated on `representative_batches()` (a generator function of input lists)."""
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative_batches
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
 
 
 def write_model(model, arch: str, representative: np.ndarray, meta: ModelMetadata, path, int8: bool = True):

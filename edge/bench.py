@@ -13,7 +13,7 @@ import numpy as np
 from . import __version__
 from .audio import DEMO_RECORDING, read_wav
 from .config import GateSettings
-from .model import DEFAULT_MODEL, Classifier, interpreter_version
+from .model import DEFAULT_MODEL, Classifier, interpreter_version, load_interpreter_class
 from .mqtt import event_payload, state_payload
 from .pipeline import Pipeline
 from .service import peak_rss_mb, pi_health, rss_mb
@@ -27,6 +27,27 @@ def board() -> dict:
     except OSError:
         info["board"] = platform.processor() or platform.machine()
     return info
+
+
+def invoke_latency(path: str, threads: int = 1, seconds: float = 3.0) -> dict:
+    """Median invoke time of any .tflite file (any inputs, random data; no metadata needed)."""
+    Interpreter, name = load_interpreter_class()
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for d in it.get_input_details():
+        integer = np.issubdtype(d["dtype"], np.integer)
+        x = rng.integers(-20, 20, d["shape"]) if integer else rng.standard_normal(d["shape"])
+        it.set_tensor(d["index"], x.astype(d["dtype"]))
+    for _ in range(3):
+        it.invoke()
+    times = []
+    end = time.perf_counter() + seconds
+    while len(times) < 10 or (time.perf_counter() < end and len(times) < 200):
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"runtime": name, "p50_ms": float(np.median(times)), "runs": len(times)}
 
 
 def bench_model(path: str, threads: int, seconds: float) -> dict:
@@ -155,3 +176,9 @@ def main(args) -> int:
     if doc["health_after"]:
         print(f"health after: {doc['health_after']}")
     return 0
+
+
+if __name__ == "__main__":  # python -m edge.bench MODEL.tflite: its invoke latency as JSON (ser-convert zoo)
+    import sys
+
+    print(json.dumps(invoke_latency(sys.argv[1])))

@@ -318,6 +318,16 @@ def interpreter_version() -> str:
         return name
 
 
+def quantise(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """Float -> int8 with a tensor's (scale, zero point), as TFLite does."""
+    return np.clip(np.round(np.asarray(x) / scale + zero), -128, 127).astype(np.int8)
+
+
+def dequantise(q: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """int8 -> float with a tensor's (scale, zero point)."""
+    return ((np.asarray(q).astype(np.float32) - zero) * scale).astype(np.float32)
+
+
 class Classifier:
     """A loaded model: `predict(window_features) -> probabilities` in label order.
 
@@ -367,8 +377,7 @@ class Classifier:
         return self.meta.labels
 
     def quantise(self, x: np.ndarray) -> np.ndarray:
-        q = np.round(x / self._in_scale + self._in_zero)
-        return np.clip(q, -128, 127).astype(np.int8)
+        return quantise(x, self._in_scale, self._in_zero)
 
     def predict(self, window_features: np.ndarray, stats=None) -> np.ndarray:
         """(frames, bands) raw features of one window -> probabilities (len(labels),)."""
@@ -383,5 +392,5 @@ class Classifier:
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"]).reshape(-1)
         if self.output["dtype"] == np.int8:
-            y = (y.astype(np.float32) - self._out_zero) * self._out_scale
+            return dequantise(y, self._out_scale, self._out_zero)
         return y.astype(np.float32)
