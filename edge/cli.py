@@ -106,7 +106,8 @@ def cmd_analyze(args) -> int:
 
             out_png = args.plot if len(args.files) == 1 else f"{Path(args.plot).with_suffix('')}-{Path(path).stem}.png"
             plot_analysis(out_png, np.concatenate(kept) if kept else np.zeros(1), rows, events, clf.labels,
-                          f"{Path(path).name}: what ser-edge hears ({Path(clf.path).name})")
+                          f"{Path(path).name}: what ser-edge hears ({Path(clf.path).name})",
+                          window_s=clf.meta.window_s, bands=clf.meta.features.nfilt)
             print(f"ser-edge: wrote {out_png}", file=sys.stderr)
         if args.clip:
             if probs:

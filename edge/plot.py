@@ -17,7 +17,7 @@ COLOURS = {"neutral": "#888888", "calm": "#17becf", "happy": "#e6b800", "sad": "
 
 
 def plot_analysis(path_png: str, audio: np.ndarray, windows: list, events: list, labels: list[str],
-                  title: str, rate: int = 16000) -> None:
+                  title: str, rate: int = 16000, window_s: float = 2.0, bands: int = 40) -> None:
     try:
         import matplotlib
 
@@ -35,8 +35,8 @@ def plot_analysis(path_png: str, audio: np.ndarray, windows: list, events: list,
     ax.set_title(title, fontsize=11, loc="left")
 
     ax = axes[1]
-    mel = logfbank(audio, rate, nfilt=40, winfunc=np.hamming).T
-    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=[0, len(audio) / rate, 0, 40],
+    mel = logfbank(audio, rate, nfilt=bands, winfunc=np.hamming).T
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=[0, len(audio) / rate, 0, bands],
               vmin=np.percentile(mel, 5), vmax=mel.max())
     ax.set_ylabel("log-mel band")
 
@@ -69,7 +69,7 @@ def plot_analysis(path_png: str, audio: np.ndarray, windows: list, events: list,
                     color=COLOURS.get(e.emotion, "#333"))
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("smoothed confidence")
-    ax.set_xlabel("seconds (each point: the 2 s window ending there)")
+    ax.set_xlabel(f"seconds (each point: the {window_s:g} s window ending there)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7)
     fig.tight_layout()
     fig.savefig(path_png, dpi=100)

@@ -164,7 +164,7 @@ def segments_reached(p, y, group, threshold) -> float:
 
 
 def train(feats: Path, out: Path, train_streams: list[str], train_nonspeech: list[str], keep: float,
-          train_groups: str = "") -> dict:
+          train_groups: str = "", threshold: float = 0.0) -> dict:
     import re
 
     d = np.load(feats)
@@ -175,7 +175,8 @@ def train(feats: Path, out: Path, train_streams: list[str], train_nonspeech: lis
     mean, std, w = fit(X[tr], y[tr])
     p = probability(X, mean, std, w)
     # the highest threshold that still lets `keep` of the training streams' speech segments through
-    threshold = max(t for t in np.arange(0.05, 0.96, 0.01) if segments_reached(p[tr], y[tr], group[tr], t) >= keep)
+    if not threshold:
+        threshold = max(t for t in np.arange(0.05, 0.96, 0.01) if segments_reached(p[tr], y[tr], group[tr], t) >= keep)
     report = {}
     for s in sorted(set(source)):
         for part, m in (("trained on", (source == s) & tr), ("held out", (source == s) & ~tr)):
@@ -185,7 +186,8 @@ def train(feats: Path, out: Path, train_streams: list[str], train_nonspeech: lis
            "threshold": round(float(threshold), 2),
            "trained_on": {"speech": train_streams, "nonspeech": train_nonspeech, "groups": train_groups,
                           "windows": int(tr.sum()), "speech_windows": int((y[tr] == 1).sum())},
-           "note": f"windows the energy gate passed; threshold keeps >= {100 * keep:.0f} % of training speech segments"}
+           "note": "windows the energy gate passed; " + (f"threshold set to {threshold}" if threshold else
+                                                           f"threshold keeps >= {100 * keep:.0f} % of speech segments")}
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps({"threshold": doc["threshold"], "per_source": report}, indent=1))
     return report
@@ -216,6 +218,7 @@ def main(argv=None) -> int:
     t.add_argument("--train-nonspeech", nargs="+", default=["nonspeech-seed1"])
     t.add_argument("--keep", type=float, default=0.98, help="share of training speech segments to keep")
     t.add_argument("--train-groups", default="", help="regex of window groups (source:file) also trained on")
+    t.add_argument("--threshold", type=float, default=0.0, help="P(voice) threshold (default: from --keep)")
     a = p.parse_args(argv)
     if a.cmd == "real":
         make_real(Path(a.out))
@@ -225,7 +228,7 @@ def main(argv=None) -> int:
         np.savez(a.out, **d)
         print(f"{len(d['y'])} windows ({int(d['y'].sum())} speech) -> {a.out}")
     else:
-        train(Path(a.features), Path(a.out), a.train_streams, a.train_nonspeech, a.keep, a.train_groups)
+        train(Path(a.features), Path(a.out), a.train_streams, a.train_nonspeech, a.keep, a.train_groups, a.threshold)
     return 0
 
 
