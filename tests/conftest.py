@@ -14,6 +14,13 @@ DATA = Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))
 SAMPLE = ROOT / "edge" / "samples" / "demo.wav"
 
 
+@pytest.fixture(autouse=True)
+def own_state_directory(tmp_path_factory, monkeypatch):
+    """Every test's services keep their state (queue, learnt speech statistics) in a directory of their
+    own, never in ~/.local/state/ser-edge where one run's statistics would change the next run's events."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
 def need_data():
     if not (DATA / "ravdess").is_dir():
         pytest.skip(f"corpora not found at {DATA} (set SER_DATA)")

@@ -64,8 +64,15 @@ def speech_segments(events):
 
 
 def file_events(path):
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--no-mqtt", "--source", f"file:{path}",
-                        "--speed", "0", "--print-events"], cwd=ROOT, capture_output=True, text=True)
+    """The events of a file through `ser-edge run`, from a fresh state directory: the default model
+    adapts to the device's speech and saves what it learnt, so a replay that started from another run's
+    statistics would normalise differently from the live run it is compared with."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as state:
+        r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--no-mqtt", "--source", f"file:{path}",
+                            "--speed", "0", "--print-events", "--state-dir", state], cwd=ROOT, capture_output=True,
+                           text=True)
     assert r.returncode == 0, r.stderr
     return windows_of(r.stdout)
 
