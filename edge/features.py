@@ -261,9 +261,16 @@ def logfbank(signal, samplerate=16000, winlen=0.025, winstep=0.01, nfilt=26, nff
     return np.log(feat)
 
 
+@lru_cache(maxsize=16)
+def _liftered_dct(n_in: int, n_out: int, ceplifter: int) -> np.ndarray:
+    """The DCT matrix with the lifter folded into its columns: one matrix product for both."""
+    m = lifter(np.array(_dct_matrix(n_in, n_out)), ceplifter)
+    m.setflags(write=False)
+    return m
+
+
 def _cepstra(feat: np.ndarray, energy: np.ndarray, numcep: int, ceplifter: int, appendEnergy: bool):
-    cep = np.log(feat) @ _dct_matrix(feat.shape[1], numcep)
-    cep = lifter(cep, ceplifter)
+    cep = np.log(feat) @ _liftered_dct(feat.shape[1], numcep, ceplifter)
     if appendEnergy:
         cep[:, 0] = np.log(energy)  # cepstrum 0 replaced by the log frame energy, as psf
     return cep
