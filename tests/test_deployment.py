@@ -89,3 +89,16 @@ def test_firmware_config_files_exist_and_asound_parses():
             env={"ALSA_CONFIG_PATH": str(fc / "asound.conf"), "PATH": "/usr/bin:/bin"},
         )
         assert "parse error" not in r.stderr.lower()
+
+
+def test_the_package_data_covers_every_file_the_device_loads():
+    """What edge/ reads at run time (model, voice-check weights, demo recording, schemas) must be in
+    the wheel: a file the package-data patterns miss works from the source tree and fails installed."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edge"]
+    for sub in ("models", "samples", "schemas"):
+        for f in (ROOT / "edge" / sub).iterdir():
+            rel = f"{sub}/{f.name}"
+            assert any(fnmatch.fnmatch(rel, p) for p in patterns), f"edge/{rel} would be missing from the wheel"
