@@ -22,7 +22,9 @@ HOG_PIDS=""
 if [ "$HOGS" = 1 ]; then
   for _ in 1 2; do sh -c 'while :; do :; done' & HOG_PIDS="$HOG_PIDS $!"; done
 fi
-trap '[ -n "$HOG_PIDS" ] && kill $HOG_PIDS 2>/dev/null' EXIT INT TERM
+stop_hogs() { [ -n "$HOG_PIDS" ] && kill $HOG_PIDS 2>/dev/null; HOG_PIDS=""; }
+trap stop_hogs EXIT
+trap 'stop_hogs; exit 130' INT TERM
 failed=0
 i=1
 while [ "$i" -le "$RUNS" ]; do
