@@ -20,7 +20,7 @@ from .affect import arousal_valence
 from .config import AdaptationSettings, GateSettings, SmoothingSettings
 from .features import MfccStream
 from .model import Classifier
-from .voicing import SpeechCheck, VoiceFrames, window_features
+from .voicing import VoiceFrames, default_check, window_features
 
 AV_STEP = 0.1  # a state message when arousal or valence moved this much since the last one
 
@@ -223,8 +223,8 @@ class Pipeline:
         self.gate = Gate(gate)
         self.gate_settings = gate
         # the voice check: after the energy gate, is it a voice? (`measure_voice` computes it without deciding)
-        self.voice_check = SpeechCheck() if gate.voice_check else None
-        self.voice_threshold = gate.voice_threshold or (self.voice_check.threshold if self.voice_check else 0.5)
+        self.voice_check = default_check() if gate.voice_check else None
+        self.voice_threshold = (gate.voice_threshold or self.voice_check.threshold) if self.voice_check else None
         self.voice_frames = VoiceFrames()
         self.measure_voice = False
         self.smoother = Smoother(smoothing, len(meta.labels))

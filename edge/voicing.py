@@ -148,3 +148,9 @@ class SpeechCheck:
         z = (np.asarray(features, np.float64) - self.mean) / self.std
         logit = float(np.concatenate([z, z * z, [1.0]]) @ self.weights)
         return 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+
+
+@lru_cache(maxsize=1)
+def default_check() -> SpeechCheck:
+    """The shipped check, read once per process (tools build a pipeline per file; it never changes)."""
+    return SpeechCheck(DEFAULT_CHECK)
