@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,17 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
+from edge.broker import Mosquitto  # noqa: E402
 from edge.config import defaults  # noqa: E402
 from edge.mqtt import Publisher, Topics  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
 
 ACL = ROOT / "firmware_config" / "mosquitto-fleet.acl"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def recorded_analysis() -> list[tuple[float, str, dict]]:
@@ -83,35 +77,13 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-class Broker:
-    def __init__(self, tmp: Path, users: dict[str, str]):
-        self.port = free_port()
-        passwd = tmp / "fleet.passwd"
-        passwd.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-        subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True)  # plain -> hashed, in place
-        conf = tmp / "mosquitto.conf"
-        import getpass
-
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
-                        f"acl_file {ACL}\npersistence false\nmax_queued_messages 100000\n"
-                        f"user {getpass.getuser()}\n")
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        # the log goes to a file: with hundreds of clients a pipe nobody reads fills and blocks the broker
-        self.log = tmp / "mosquitto.log"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start: " + self.log.read_text())
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+def start_broker(tmp: Path, users: dict[str, str]) -> Mosquitto:
+    """mosquitto with a password per device and the per-device ACL this project ships."""
+    passwd = tmp / "fleet.passwd"
+    passwd.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+    subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True)  # plain -> hashed, in place
+    return Mosquitto(tmp, extra_conf=f"password_file {passwd}\nacl_file {ACL}\nmax_queued_messages 100000\n",
+                     anonymous=False).start()
 
 
 class Consumer:
@@ -222,7 +194,7 @@ def run_fleet(n: int, analysis, seconds: float, tmp: Path, seed: int = 0, per_pr
 
     ids = [f"dev{i:04d}" for i in range(n)]
     users = {i: f"pw-{i}-{seed}" for i in ids} | {"homeassistant": "ha-secret"}
-    broker = Broker(tmp, users)
+    broker = start_broker(tmp, users)
     cpu0, rss0 = proc_cpu_s(broker.proc.pid), proc_rss_mb(broker.proc.pid)
     consumer = Consumer(broker.port, users["homeassistant"])
     ctx = mp.get_context("fork")

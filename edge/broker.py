@@ -1,15 +1,23 @@
-"""An embedded MQTT broker for the demo and for trying ser-edge without installing one.
+"""The brokers ser-edge starts itself, both on loopback only.
 
-amqtt (pure Python) runs on its own asyncio loop in a daemon thread, on loopback only. A real
-installation points [mqtt] broker at Mosquitto or Home Assistant's broker instead.
+`EmbeddedBroker`: amqtt (pure Python) on its own asyncio loop in a daemon thread, for the demo and for
+trying ser-edge without installing a broker. A real installation points [mqtt] broker at Mosquitto or
+Home Assistant's broker instead.
+
+`Mosquitto`: a real mosquitto process, for the test fixtures and bench/fleet.py (one definition for both).
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
+import shutil
 import socket
+import subprocess
 import threading
+import time
+from pathlib import Path
 
 
 def port_free(host: str, port: int) -> bool:
@@ -64,3 +72,48 @@ class EmbeddedBroker:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Mosquitto:
+    """mosquitto on 127.0.0.1:port, configured in `tmp`; restartable on the same port."""
+
+    def __init__(self, tmp: Path, port: int | None = None, extra_conf: str = "", persistent: bool = False,
+                 anonymous: bool = True):
+        """persistent: sessions and queued QoS 1 messages survive a broker restart (on disk in `tmp`).
+        anonymous=False: clients need a user from a password_file given in extra_conf."""
+        self.tmp, self.port = Path(tmp), port or free_port()
+        self.conf = self.tmp / "mosquitto.conf"
+        persistence = f"persistence true\npersistence_location {self.tmp}/" if persistent else "persistence false"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
+                             f"{persistence}\nuser {getpass.getuser()}\n{extra_conf}")
+        self.log = self.tmp / "mosquitto.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        # its log goes to a file: a pipe nobody reads fills after ~64 KB of log and then blocks the broker
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start: " + self.log.read_text())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"

@@ -1,13 +1,14 @@
 """Shared fixtures: the real corpora, a real mosquitto broker on a free loopback port, the CLI."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from edge.broker import Mosquitto, free_port  # noqa: F401  (the tests import both from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))
@@ -30,50 +31,6 @@ def need_data():
 @pytest.fixture
 def data_dir():
     return need_data()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mosquitto:
-    """A real mosquitto on loopback; restartable on the same port."""
-
-    def __init__(self, tmp: Path, port: int, extra_conf: str = "", persistent: bool = False):
-        """persistent: sessions and queued QoS 1 messages survive a broker restart (on disk in `tmp`)."""
-        self.tmp, self.port = tmp, port
-        self.conf = tmp / "mosquitto.conf"
-        import getpass
-        persistence = f"persistence true\npersistence_location {tmp}/" if persistent else "persistence false"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\n"
-                             f"user {getpass.getuser()}\n{extra_conf}")
-        self.proc = None
-
-    def start(self):
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        # its log goes to a file: a pipe nobody reads fills after ~64 KB of log and then blocks the broker
-        self.log = self.tmp / "mosquitto.log"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start: " + self.log.read_text())
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-
-    @property
-    def url(self):
-        return f"mqtt://127.0.0.1:{self.port}"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from edge.outbox import Outbox  # noqa: E402
 @pytest.fixture
 def fleet_broker(tmp_path):
     users = {"dev0000": "pw-a", "dev0001": "pw-b", "homeassistant": "ha-secret"}
-    broker = fleet.Broker(tmp_path, users)
+    broker = fleet.start_broker(tmp_path, users)
     yield broker, users
     broker.stop()
 

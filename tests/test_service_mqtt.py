@@ -254,8 +254,8 @@ def test_tls_with_password(tmp_path):
         port,
         extra_conf=f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\n"
         f"keyfile {tmp_path}/server.key\npassword_file {tmp_path}/passwd\n",
+        anonymous=False,
     )
-    b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
     b.start()
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"[mqtt]\ntls_ca = '{tmp_path}/ca.crt'\nusername = 'sensor'\n")
