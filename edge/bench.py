@@ -29,6 +29,17 @@ def board() -> dict:
     return info
 
 
+def timed_calls(fn, seconds: float, min_runs: int = 10, max_runs: int = 1000) -> np.ndarray:
+    """Milliseconds of each call of fn(): at least min_runs calls, then until `seconds` or max_runs."""
+    times = []
+    end = time.perf_counter() + seconds
+    while len(times) < min_runs or (time.perf_counter() < end and len(times) < max_runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return np.array(times)
+
+
 def invoke_latency(path: str, threads: int = 1, seconds: float = 3.0) -> dict:
     """Median invoke time of any .tflite file (any inputs, random data; no metadata needed)."""
     Interpreter, name = load_interpreter_class()
@@ -41,12 +52,7 @@ def invoke_latency(path: str, threads: int = 1, seconds: float = 3.0) -> dict:
         it.set_tensor(d["index"], x.astype(d["dtype"]))
     for _ in range(3):
         it.invoke()
-    times = []
-    end = time.perf_counter() + seconds
-    while len(times) < 10 or (time.perf_counter() < end and len(times) < 200):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append((time.perf_counter() - t0) * 1000)
+    times = timed_calls(it.invoke, seconds, max_runs=200)
     return {"runtime": name, "p50_ms": float(np.median(times)), "runs": len(times)}
 
 
@@ -59,21 +65,11 @@ def bench_model(path: str, threads: int, seconds: float) -> dict:
     t0 = time.perf_counter()
     clf.predict(x)
     first_ms = (time.perf_counter() - t0) * 1000
-    warm = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        clf.predict(x)
-        warm.append((time.perf_counter() - t0) * 1000)
-    runs = []
-    end = time.perf_counter() + min(seconds, 10.0)
-    while time.perf_counter() < end and len(runs) < 1000:
-        t0 = time.perf_counter()
-        clf.predict(x)
-        runs.append((time.perf_counter() - t0) * 1000)
-    r = np.array(runs)
+    warm = timed_calls(lambda: clf.predict(x), 0.0)  # the first ten
+    r = timed_calls(lambda: clf.predict(x), min(seconds, 10.0))
     return {"model": str(path), "type": "int8" if clf.is_int8 else "float", "threads": threads,
             "size_bytes": clf.file.size, "init_ms": round(init_ms, 2), "first_ms": round(first_ms, 3),
-            "warmup_avg_ms": round(float(np.mean(warm)), 3), "count": len(runs), "avg_ms": round(float(r.mean()), 3),
+            "warmup_avg_ms": round(float(np.mean(warm)), 3), "count": len(r), "avg_ms": round(float(r.mean()), 3),
             "min_ms": round(float(r.min()), 3), "max_ms": round(float(r.max()), 3), "std_ms": round(float(r.std()), 3),
             "p50_ms": round(float(np.percentile(r, 50)), 3), "p95_ms": round(float(np.percentile(r, 95)), 3),
             "rss_delta_mb": round(rss_mb() - rss0, 1)}
