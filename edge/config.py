@@ -59,7 +59,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class GateSettings:
-    min_dbfs: float = setting(-50.0, "windows quieter than this (RMS, dBFS) are not speech", min=-120, max=0)
+    min_dbfs: float = setting(-53.0, "windows quieter than this (RMS, dBFS) are not speech", min=-120, max=0)
     min_dynamic_db: float = setting(12.0, "speech varies: needed spread between quiet and loud frames", min=0, max=80)
     min_active_fraction: float = setting(0.2, "fraction of frames that must be active", min=0, max=1)
     dead_mic_s: float = setting(10.0, "all-zero or constant input for this long is reported once", min=1, max=3600)

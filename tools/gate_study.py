@@ -1,0 +1,221 @@
+"""Study the speech gate offline: energy-gate settings and speech/non-speech checks, on the same windows.
+
+    # every window a wide energy gate passes, with its levels, the voice check's nine numbers and
+    # statistics of its log-mel frames (16 coarse bands: spectral shape, spread, change)
+    python tools/gate_study.py capture --out runs/gate/windows.npz \\
+        --streams runs/stream-fold{0,1,2,3,4} --nonspeech runs/nonspeech runs/nonspeech-seed1 runs/nonspeech-real
+    # speech nobody trained on (60 utterances each of nEMO, URDU, TESS), with a white or a pink floor
+    python tools/gate_study.py probe --floor pink --out runs/gate/probe-pink.npz
+    # fit on streams 0-2, generator seed 1 and half the real recordings; test on the rest and the probes
+    python tools/gate_study.py fit --windows runs/gate/windows.npz \\
+        --probe runs/gate/probe-white.npz runs/gate/probe-pink.npz
+
+The CV streams have a white -60 dBFS floor between utterances and the non-speech sets a pink one
+(tools/nonspeech.py): a check that sees the spectrum can learn the floor instead of the voice. The probe
+with a pink floor is the test that catches it (docs/RESULTS.md section 11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from nonspeech import coloured_noise, run  # noqa: E402
+from speech_check import measuring_pipeline  # noqa: E402
+
+from edge.audio import read_audio  # noqa: E402
+from edge.config import GateSettings  # noqa: E402
+from edge.pipeline import Gate  # noqa: E402
+
+RATE = 16000
+# wider than any setting studied: every window it passes is kept, with the numbers to re-decide offline
+WIDE = Gate(GateSettings(min_dbfs=-57, min_dynamic_db=8, min_active_fraction=0.1))
+DYNAMICS = (12, 10, 8)  # min_dynamic_db values whose active fractions are recorded
+
+
+def mel_stats(frames: np.ndarray) -> np.ndarray:
+    """48 numbers of a window's log-mel frames: per coarse band, its level relative to the window's mean
+    (spectral shape), its spread over time and its mean frame-to-frame change."""
+    f = np.asarray(frames, np.float64)
+    g = f.reshape(len(f), 16, -1).mean(2)
+    return np.concatenate([g.mean(0) - g.mean(), g.std(0), np.abs(np.diff(g, axis=0)).mean(0)])
+
+
+def capture(audio: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    """(end offset, levels, nine voice numbers, mel stats) of every window the wide gate passes."""
+    pipe = measuring_pipeline(None)
+    levels, mels = [], []
+
+    def is_speech(frame_db, window_dbfs):
+        lo, hi = np.percentile(frame_db, [10, 95])
+        levels.append([window_dbfs, hi - lo] + [float(np.mean(frame_db > lo + d / 2)) for d in DYNAMICS])
+        return WIDE.is_speech(frame_db, window_dbfs)
+
+    predict = pipe.clf.predict
+
+    def predict_and_keep(window, stats=None):  # called for exactly the windows the gate passed
+        mels.append(mel_stats(window))
+        return predict(window, stats)
+
+    pipe.gate.is_speech, pipe.clf.predict = is_speech, predict_and_keep
+    windows, _ = run(pipe, audio)
+    assert len(levels) == len(windows)
+    out, k = [], 0
+    for w, lv in zip(windows, levels):
+        if w.speech:
+            if w.voice_features is not None:
+                out.append((w.offset_s, np.array(lv), w.voice_features, mels[k]))
+            k += 1
+    return out
+
+
+def label_windows(rows, segments: list[tuple[float, float]], window_s: float, name: str):
+    """Speech (1, segment) when a window overlaps an utterance by >= 0.5 s, pause (0) when not at all."""
+    starts, ends = np.array([s for s, _ in segments]), np.array([e for _, e in segments])
+    for offset, lv, x, m in rows:
+        ov = np.clip(np.minimum(ends, offset) - np.maximum(starts, offset - window_s), 0, None)
+        if ov.max() >= 0.5:
+            yield lv, x, m, 1, f"{name}:{int(np.argmax(ov))}"
+        elif ov.max() == 0:
+            yield lv, x, m, 0, f"{name}:pause"
+
+
+def cmd_capture(a) -> None:
+    L, X, M, y, group, source = [], [], [], [], [], []
+    window_s = measuring_pipeline(None).clf.meta.window_s
+
+    def add(items, src):
+        for lv, x, m, yi, g in items:
+            L.append(lv), X.append(x), M.append(m), y.append(yi), group.append(g), source.append(src)
+
+    for d in map(Path, a.streams):
+        segs = json.loads((d / "segments.json").read_text())["segments"]
+        rows = capture(read_audio(d / "stream.wav"))
+        add(label_windows(rows, [(s["start_s"], s["end_s"]) for s in segs], window_s, d.name), d.name)
+        print(d.name, len(X), flush=True)
+    for d in map(Path, a.nonspeech):
+        for f in sorted(d.glob("*.wav")):
+            add(((lv, x, m, 0, f"{d.name}:{f.stem}") for _, lv, x, m in capture(read_audio(f))), d.name)
+        print(d.name, len(X), flush=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(a.out, L=np.array(L), X=np.array(X), M=np.array(M), y=np.array(y), group=np.array(group),
+             source=np.array(source))
+
+
+def cmd_probe(a) -> None:
+    rows = list(csv.DictReader(open(Path(a.data) / "manifest.csv")))
+    rng = np.random.default_rng(a.seed)
+    out = {}
+    for corpus in ("nemo", "urdu", "tess"):
+        utts = [r for r in rows if r["corpus"] == corpus]
+        parts, segs, t = [], [], 0.0
+        for i in rng.choice(len(utts), a.utterances, replace=False):
+            x = read_audio(Path(a.data) / utts[i]["path"])
+            gap = rng.uniform(1, 4)
+            floor = (coloured_noise(rng, int(gap * RATE), "pink") if a.floor == "pink"
+                     else rng.standard_normal(int(gap * RATE)))
+            parts += [floor * 10 ** (-60 / 20), x]
+            segs.append((t + gap, t + gap + x.size / RATE))
+            t += gap + x.size / RATE
+        rows_c = capture(np.concatenate(parts).astype(np.float32))
+        got = [r for r in label_windows(rows_c, segs, 3.0, corpus) if r[3] == 1]
+        for k, arr in zip("LXMyg", zip(*got)):
+            out[f"{corpus}_{k}"] = np.array(arr)
+        print(corpus, len(got), flush=True)
+    np.savez(a.out, **out)
+
+
+def fit_logistic(A: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 3000) -> np.ndarray:
+    """Class-balanced logistic regression by gradient descent (A already standardised, last column 1)."""
+    w = np.zeros(A.shape[1])
+    weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-np.clip(A @ w, -50, 50)))
+        w -= 0.5 * (A.T @ ((p - y) * weight) / len(y) + l2 * w)
+    return w
+
+
+FORMS = {"9 numbers, quadratic (shipped form)": lambda X, M: np.hstack([X, X * X]),
+         "9 quadratic + 48 log-mel statistics": lambda X, M: np.hstack([X, X * X, M])}
+
+
+def cmd_fit(a) -> None:
+    d = np.load(a.windows)
+    L, X, M, y, group, source = d["L"], d["X"], d["M"], d["y"], d["group"], d["source"]
+    rx = re.compile(r"nonspeech-real:(wesnoth-(%s)|opensfx-[012]|desktop-0)" % Path(a.train_tracks).read_text().strip())
+    train = np.isin(source, ["stream-fold0", "stream-fold1", "stream-fold2", "nonspeech-seed1"])
+    train |= np.array([bool(rx.fullmatch(g)) for g in group])
+    probes = [(Path(p).stem, np.load(p)) for p in a.probe]
+
+    def energy(lv, min_dbfs, dyn):
+        return (lv[:, 0] >= min_dbfs) & (lv[:, 1] >= dyn) & (lv[:, 2 + DYNAMICS.index(dyn)] >= 0.2)
+
+    def reached(ok, streams):  # share of the streams' 240 utterances each with a window that passed
+        return len(set(group[ok & (y == 1) & np.isin(source, streams)])) / (240 * len(streams))
+
+    all5, held = [f"stream-fold{k}" for k in range(5)], ["stream-fold3", "stream-fold4"]
+    print("| energy gate | check | speech segments, 5 streams | held-out streams 4-5 | non-speech windows passed: "
+          "generated seed 0 / real held-out half | " + " | ".join(f"{n}: segments" for n, _ in probes) + " |")
+    for min_dbfs, dyn in ((-50, 12), (-53, 12), (-55, 10)):
+        g = energy(L, min_dbfs, dyn)
+        rows = [("none", g, None)]
+        for name, form in FORMS.items():
+            A = form(X, M)
+            mu, sd = A[train & g].mean(0), A[train & g].std(0) + 1e-9
+            w = fit_logistic(np.hstack([(A[train & g] - mu) / sd, np.ones((int((train & g).sum()), 1))]), y[train & g])
+
+            def prob(A2, mu=mu, sd=sd, w=w):
+                return 1 / (1 + np.exp(-np.clip(np.hstack([(A2 - mu) / sd, np.ones((len(A2), 1))]) @ w, -50, 50)))
+
+            rows.append((name, g & (prob(A) >= 0.5), (form, prob)))
+        for name, ok, model in rows:
+            cells = []
+            for _, p in probes:
+                per = []
+                for c in ("nemo", "urdu", "tess"):
+                    gc = energy(p[f"{c}_L"], min_dbfs, dyn)
+                    if model:
+                        gc &= model[1](model[0](p[f"{c}_X"], p[f"{c}_M"])) >= 0.5
+                    per.append(f"{len(set(p[f'{c}_g'][gc])) / a.utterances:.2f}")
+                cells.append(" / ".join(per))
+            print(f"| {min_dbfs} dBFS, {dyn} dB | {name} | {reached(ok, all5):.4f} | {reached(ok, held):.4f} | "
+                  f"{int(ok[source == 'nonspeech'].sum())} / {int(ok[~train & (source == 'nonspeech-real')].sum())} | "
+                  + " | ".join(cells) + " |")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("capture")
+    c.add_argument("--out", required=True)
+    c.add_argument("--streams", nargs="+", required=True)
+    c.add_argument("--nonspeech", nargs="+", required=True)
+    q = sub.add_parser("probe")
+    q.add_argument("--out", required=True)
+    q.add_argument("--floor", choices=("white", "pink"), default="white")
+    shared_data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    q.add_argument("--data", default=os.environ.get("SER_DATA", str(shared_data)))
+    q.add_argument("--utterances", type=int, default=60)
+    q.add_argument("--seed", type=int, default=3)
+    f = sub.add_parser("fit")
+    f.add_argument("--windows", required=True)
+    f.add_argument("--probe", nargs="*", default=[])
+    f.add_argument("--train-tracks", default="runs/check/train-tracks.txt")
+    f.add_argument("--utterances", type=int, default=60)
+    a = p.parse_args(argv)
+    {"capture": cmd_capture, "probe": cmd_probe, "fit": cmd_fit}[a.cmd](a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
