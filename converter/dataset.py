@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -59,6 +60,17 @@ def window_features(x: np.ndarray, meta: ModelMetadata) -> np.ndarray:
 
 OFFSETS_S = (-1.0, -0.5, 0.5, 1.0)  # other alignments a device's sliding window sees (besides centred)
 
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """np.savez to a temporary name, then rename: a reader never sees half a cache file, even when two
+    processes (parallel tests, two trainings) build the same cache at once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
 
 @dataclass
 class WindowSet:
@@ -126,8 +138,7 @@ def build(utts: list[Utterance], meta: ModelMetadata, n_aug: int = 2, seed: int 
         **meta_cols,
     )
     if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, clean=ws.clean, shifted=ws.shifted, lowpass=ws.lowpass, aug=ws.aug)
+        save_npz(cache, clean=ws.clean, shifted=ws.shifted, lowpass=ws.lowpass, aug=ws.aug)
     return ws
 
 

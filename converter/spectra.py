@@ -26,6 +26,7 @@ from edge.audio import read_audio
 
 from . import augment
 from .corpora import Utterance
+from .dataset import save_npz
 
 CACHE_VERSION = 2
 
@@ -107,6 +108,5 @@ def build(utts: list[Utterance], cfg: F.FeatureConfig, n_aug: int = 2, seed: int
     speech = np.concatenate([s for r in results for _, s in r])
     sp = Spectra(frames, speech, start, length)
     if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, frames=frames, speech=speech, start=start, length=length)
+        save_npz(cache, frames=frames, speech=speech, start=start, length=length)
     return sp

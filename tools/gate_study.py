@@ -152,7 +152,8 @@ FORMS = {"9 numbers, quadratic (shipped form)": lambda X, M: np.hstack([X, X * X
 def cmd_fit(a) -> None:
     d = np.load(a.windows)
     L, X, M, y, group, source = d["L"], d["X"], d["M"], d["y"], d["group"], d["source"]
-    rx = re.compile(r"nonspeech-real:(wesnoth-(%s)|opensfx-[012]|desktop-0)" % Path(a.train_tracks).read_text().strip())
+    tracks = Path(a.train_tracks).read_text().strip()  # the music tracks speech_check.py trained on
+    rx = re.compile(rf"nonspeech-real:(wesnoth-({tracks})|opensfx-[012]|desktop-0)")
     train = np.isin(source, ["stream-fold0", "stream-fold1", "stream-fold2", "nonspeech-seed1"])
     train |= np.array([bool(rx.fullmatch(g)) for g in group])
     probes = [(Path(p).stem, np.load(p)) for p in a.probe]
