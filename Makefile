@@ -14,8 +14,10 @@ export OPENBLAS_NUM_THREADS ?= 1
 demo: debs $(EDGE)
 	$(BIN)/ser-edge demo
 
+# two workers: most tests wait on real time (playback, broker restarts, backoff), so two at a time halve
+# the wall time on two cores; every test has its own ports, state and sound server, so they cannot collide
 test: debs $(STAMP) lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
