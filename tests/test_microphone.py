@@ -152,7 +152,10 @@ def check_against_file(out, heard, tmp):
     same_samples = file_events(heard)
     assert speech_segments(live) == speech_segments(same_samples), (speech_segments(live),
                                                                      speech_segments(same_samples))
-    assert len(speech_segments(live)) >= 3, speech_segments(live)
+    # not a degenerate pass (both paths silent): the demo recording gives 2-5 event starts depending on
+    # where the window grid falls (`tools/alignment_sweep.py --rate 48000`: 2 at 6 % of 10 ms alignments,
+    # never fewer); a floor of 3 failed 2 of 20 flake-check runs on exactly those alignments
+    assert len(speech_segments(live)) >= 2, speech_segments(live)
     matched, same, n = compare(live, reference_at(heard, tmp))
     print(f"original recording on the same grid: {matched} of {n} event starts at the same offset, "
           f"{same} with the same label (correlation {corr:.4f})")
