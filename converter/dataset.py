@@ -61,7 +61,6 @@ def window_features(x: np.ndarray, meta: ModelMetadata) -> np.ndarray:
 OFFSETS_S = (-1.0, -0.5, 0.5, 1.0)  # other alignments a device's sliding window sees (besides centred)
 
 
-
 def save_npz(path: Path, **arrays) -> None:
     """np.savez to a temporary name, then rename: a reader never sees half a cache file, even when two
     processes (parallel tests, two trainings) build the same cache at once."""
@@ -71,6 +70,7 @@ def save_npz(path: Path, **arrays) -> None:
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
     os.replace(tmp, path)
+
 
 @dataclass
 class WindowSet:

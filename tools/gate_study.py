@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nonspeech import coloured_noise, run  # noqa: E402
-from speech_check import measuring_pipeline  # noqa: E402
+from speech_check import fit_logistic, measuring_pipeline  # noqa: E402
 
 from edge.audio import read_audio  # noqa: E402
 from edge.config import GateSettings  # noqa: E402
@@ -135,16 +135,6 @@ def cmd_probe(a) -> None:
     np.savez(a.out, **out)
 
 
-def fit_logistic(A: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 3000) -> np.ndarray:
-    """Class-balanced logistic regression by gradient descent (A already standardised, last column 1)."""
-    w = np.zeros(A.shape[1])
-    weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-np.clip(A @ w, -50, 50)))
-        w -= 0.5 * (A.T @ ((p - y) * weight) / len(y) + l2 * w)
-    return w
-
-
 FORMS = {"9 numbers, quadratic (shipped form)": lambda X, M: np.hstack([X, X * X]),
          "9 quadratic + 48 log-mel statistics": lambda X, M: np.hstack([X, X * X, M])}
 
@@ -173,7 +163,8 @@ def cmd_fit(a) -> None:
         for name, form in FORMS.items():
             A = form(X, M)
             mu, sd = A[train & g].mean(0), A[train & g].std(0) + 1e-9
-            w = fit_logistic(np.hstack([(A[train & g] - mu) / sd, np.ones((int((train & g).sum()), 1))]), y[train & g])
+            w = fit_logistic(np.hstack([(A[train & g] - mu) / sd, np.ones((int((train & g).sum()), 1))]), y[train & g],
+                             steps=3000)
 
             def prob(A2, mu=mu, sd=sd, w=w):
                 return 1 / (1 + np.exp(-np.clip(np.hstack([(A2 - mu) / sd, np.ones((len(A2), 1))]) @ w, -50, 50)))

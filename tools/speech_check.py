@@ -139,16 +139,20 @@ def expand(z: np.ndarray) -> np.ndarray:
     return np.hstack([z, z * z, np.ones((len(z), 1))])
 
 
-def fit(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 4000) -> tuple:
-    """Class-balanced logistic regression on standardised numbers and their squares (gradient descent)."""
-    mean, std = X.mean(0), X.std(0) + 1e-9
-    A = expand((X - mean) / std)
+def fit_logistic(A: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 4000) -> np.ndarray:
+    """Class-balanced logistic regression by gradient descent on a design matrix A (bias column included)."""
     w = np.zeros(A.shape[1])
     weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     for _ in range(steps):
         p = 1 / (1 + np.exp(-np.clip(A @ w, -50, 50)))
         w -= 0.5 * (A.T @ ((p - y) * weight) / len(y) + l2 * w)
-    return mean, std, w
+    return w
+
+
+def fit(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 4000) -> tuple:
+    """The voice check: logistic regression on standardised numbers and their squares."""
+    mean, std = X.mean(0), X.std(0) + 1e-9
+    return mean, std, fit_logistic(expand((X - mean) / std), y, l2, steps)
 
 
 def probability(X, mean, std, w) -> np.ndarray:
