@@ -68,6 +68,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_stamp_cv(args) -> int:
+    """Put a CV's numbers into the metadata of a model trained with --skip-cv before the CV had finished."""
+    from .crops import stamp_cv
+
+    report = json.loads(Path(args.cv_report).read_text())
+    stamp_cv(Path(args.model), report)
+    print(f"{args.model}: metadata now carries the CV of {args.cv_report} (folds {report.get('folds_done', 'all')})")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     """Cross-validate a recipe (speaker-independent) and write JSON, Markdown and PNGs."""
     recipe = _recipe(args)
@@ -253,6 +263,10 @@ def main(argv=None) -> int:
     t.add_argument("--skip-cv", action="store_true")
     t.add_argument("--cv-report", help="with --skip-cv: the cv.json whose numbers go into the model's metadata")
     t.set_defaults(fn=cmd_train)
+    st = sub.add_parser("stamp-cv", help="write a finished crop CV's numbers into a trained model's metadata")
+    st.add_argument("model")
+    st.add_argument("--cv-report", required=True, help="the CV's cv.json")
+    st.set_defaults(fn=cmd_stamp_cv)
     e = sub.add_parser("evaluate", help="speaker-independent cross-validation report")
     common(e)
     e.set_defaults(fn=cmd_evaluate)

@@ -472,6 +472,26 @@ def write_cv_report(r: dict, out_dir: Path) -> None:
     (out_dir / "cv.md").write_text("\n".join(lines) + "\n")
 
 
+def cv_summary(cv_report: dict) -> dict:
+    """The numbers of a crop CV's cv.json that a model carries in its metadata (and its model card shows)."""
+    summary = {
+        k: {m: cv_report[k][m]["all"]["uar"] for m in ("centred", "clip", "any_alignment")}
+        for k in ("float", "int8", "int8_lowpass")
+    }
+    summary["split"] = cv_report["split"]
+    return summary
+
+
+def stamp_cv(model_path: Path, cv_report: dict) -> None:
+    """Write a finished CV's numbers into a trained model's metadata; the weights are not touched. (The
+    final model can train while the CV's last folds still run.)"""
+    from edge.model import Classifier
+
+    meta = Classifier(model_path).meta
+    meta.extra["cv"] = cv_summary(cv_report)
+    model_path.write_bytes(quantize.embed_metadata(model_path.read_bytes(), meta))
+
+
 def train_final(
     recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: dict | None = None, verbose: int = 2
 ) -> Path:
@@ -489,11 +509,7 @@ def train_final(
         "licence_note": "trained on non-commercial / research-only corpora: research and non-commercial use only",
     }
     if cv_report:
-        extra["cv"] = {
-            k: {m: cv_report[k][m]["all"]["uar"] for m in ("centred", "clip", "any_alignment")}
-            for k in ("float", "int8", "int8_lowpass")
-        }
-        extra["cv"]["split"] = cv_report["split"]
+        extra["cv"] = cv_summary(cv_report)
     meta = recipe.metadata(*prior, extra=extra)
     sampler = Sampler(c, idx, meta, recipe, _device_stats(recipe, c, idx, prior))
     model, _ = fit(recipe, sampler, verbose)

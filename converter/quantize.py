@@ -49,12 +49,18 @@ def embed_metadata(tflite: bytes, meta: ModelMetadata) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils as fbu
 
     model = fbu.read_model_from_bytearray(bytearray(tflite))
-    model.metadata = [m for m in (model.metadata or []) if m.name.decode() != METADATA_NAME] if model.metadata else []
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(meta.to_json().encode(), dtype=np.uint8)
-    model.buffers.append(buf)
-    md = schema.MetadataT()
-    md.name = METADATA_NAME
-    md.buffer = len(model.buffers) - 1
-    model.metadata.append(md)
+    data = np.frombuffer(meta.to_json().encode(), dtype=np.uint8)
+    model.metadata = model.metadata or []
+    for md in model.metadata:
+        if md.name.decode() == METADATA_NAME:  # replace in place: re-stamping leaves no orphan buffer
+            model.buffers[md.buffer].data = data
+            break
+    else:
+        buf = schema.BufferT()
+        buf.data = data
+        model.buffers.append(buf)
+        md = schema.MetadataT()
+        md.name = METADATA_NAME
+        md.buffer = len(model.buffers) - 1
+        model.metadata.append(md)
     return bytes(fbu.convert_object_to_bytearray(model))

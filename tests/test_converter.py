@@ -170,6 +170,21 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     r = ser_edge("analyze", "--clip", "--model", str(model), str(SAMPLE))
     assert r.returncode == 0, r.stderr
 
+    # stamp-cv: a later CV's numbers go into the metadata; the weights (and so every output) stay
+    assert clf.meta.extra["cv"]["int8"]["clip"] == cv["int8"]["clip"]["all"]["uar"]
+    cv["int8"]["clip"]["all"]["uar"] = 0.123
+    (tmp_path / "later-cv.json").write_text(json.dumps(cv))
+    x = np.random.default_rng(0).normal(size=(clf.meta.frames, clf.meta.features.nfilt))
+    before, size = clf.predict(x), model.stat().st_size
+    for _ in range(2):  # twice: re-stamping replaces the entry, the file does not grow
+        r = subprocess.run([sys.executable, "-m", "converter.cli", "stamp-cv", str(model), "--cv-report",
+                            str(tmp_path / "later-cv.json")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    stamped = Classifier(model)
+    assert stamped.meta.extra["cv"]["int8"]["clip"] == 0.123 and stamped.meta.mean == clf.meta.mean
+    assert np.array_equal(stamped.predict(x), before)
+    assert abs(model.stat().st_size - size) < 64
+
 
 def test_edge_op_table_matches_tensorflow_schema():
     """edge.model reads op codes with its own table (the device has no TensorFlow): every entry must be
