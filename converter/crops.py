@@ -470,6 +470,14 @@ def write_cv_report(r: dict, out_dir: Path) -> None:
         evaluate.markdown_table(r["fold_rows"], list(r["fold_rows"][0].keys())),
     ]
     (out_dir / "cv.md").write_text("\n".join(lines) + "\n")
+    try:  # the model card's plots: int8, per utterance (clip), all scored folds pooled
+        title = f"{r['recipe']['arch']} int8, clip, {len(r['folds_done'])} folds of held-out speakers"
+        clip = r["int8"]["clip"]["all"]
+        evaluate.plot_confusion(clip["confusion"], LABELS, out_dir / "confusion-int8.png",
+                                f"{title}: UAR {clip['uar']:.3f}")
+        evaluate.plot_per_class(clip, LABELS, out_dir / "per-class-int8.png", title)
+    except ImportError:  # matplotlib is in the train extra; the report stands without the plots
+        pass
 
 
 def cv_summary(cv_report: dict) -> dict:
