@@ -51,6 +51,19 @@ def mel_stats(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([g.mean(0) - g.mean(), g.std(0), np.abs(np.diff(g, axis=0)).mean(0)])
 
 
+def mel_stats_active(frames: np.ndarray, below_db: float = 25.0) -> np.ndarray:
+    """The same 48 numbers over the window's active frames only (within `below_db` of its loud frames,
+    as the voice check measures): the room's floor between words should not enter them."""
+    f = np.asarray(frames, np.float64)
+    g = f.reshape(len(f), 16, -1).mean(2)
+    level = f.mean(1)
+    active = level >= np.percentile(level, 95) - below_db * np.log(10) / 10  # dB -> natural log of power
+    both = active[1:] & active[:-1]
+    ga = g[active]
+    change = np.abs(np.diff(g, axis=0))[both].mean(0) if both.any() else np.zeros(16)
+    return np.concatenate([ga.mean(0) - ga.mean(), ga.std(0), change])
+
+
 def capture(audio: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
     """(end offset, levels, nine voice numbers, mel stats) of every window the wide gate passes."""
     pipe = measuring_pipeline(None)
@@ -64,7 +77,7 @@ def capture(audio: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray, np.n
     predict = pipe.clf.predict
 
     def predict_and_keep(window, stats=None):  # called for exactly the windows the gate passed
-        mels.append(mel_stats(window))
+        mels.append(np.concatenate([mel_stats(window), mel_stats_active(window)]))
         return predict(window, stats)
 
     pipe.gate.is_speech, pipe.clf.predict = is_speech, predict_and_keep
@@ -122,8 +135,7 @@ def cmd_probe(a) -> None:
         for i in rng.choice(len(utts), a.utterances, replace=False):
             x = read_audio(Path(a.data) / utts[i]["path"])
             gap = rng.uniform(1, 4)
-            floor = (coloured_noise(rng, int(gap * RATE), "pink") if a.floor == "pink"
-                     else rng.standard_normal(int(gap * RATE)))
+            floor = coloured_noise(rng, int(gap * RATE), a.floor)
             parts += [floor * 10 ** (-60 / 20), x]
             segs.append((t + gap, t + gap + x.size / RATE))
             t += gap + x.size / RATE
@@ -135,8 +147,10 @@ def cmd_probe(a) -> None:
     np.savez(a.out, **out)
 
 
+# M holds 96 numbers per window: mel_stats (48), then mel_stats_active (48)
 FORMS = {"9 numbers, quadratic (shipped form)": lambda X, M: np.hstack([X, X * X]),
-         "9 quadratic + 48 log-mel statistics": lambda X, M: np.hstack([X, X * X, M])}
+         "9 quadratic + 48 log-mel statistics": lambda X, M: np.hstack([X, X * X, M[:, :48]]),
+         "9 quadratic + 48 active-frame log-mel statistics": lambda X, M: np.hstack([X, X * X, M[:, 48:]])}
 
 
 def cmd_fit(a) -> None:
@@ -194,7 +208,7 @@ def main(argv=None) -> int:
     c.add_argument("--nonspeech", nargs="+", required=True)
     q = sub.add_parser("probe")
     q.add_argument("--out", required=True)
-    q.add_argument("--floor", choices=("white", "pink"), default="white")
+    q.add_argument("--floor", choices=("white", "pink", "brown"), default="white")
     shared_data = Path(__file__).resolve().parents[2] / "shared" / "data"
     q.add_argument("--data", default=os.environ.get("SER_DATA", str(shared_data)))
     q.add_argument("--utterances", type=int, default=60)

@@ -1,0 +1,67 @@
+"""Compare crop-recipe CV runs on the folds they all finished, pooled: the same held-out utterances.
+
+    python tools/compare_runs.py docs/results/v2a-rt runs/v2g-share [--key int8]
+
+Prints one Markdown row per run: folds, clip / centred / any-alignment UAR, men / women (clip), the
+recall of the weakest classes, and each fold's clip UAR. Per-fold reports (cv.md) pool whatever folds a
+run has; this pools only the folds every run has, so two runs are compared on the same voices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from converter.corpora import load_corpora  # noqa: E402
+from converter.crops import ALL_CORPORA, scores  # noqa: E402
+
+
+def folds_of(run: Path) -> set[int]:
+    return {int(f.name[4 : f.name.index("-")]) for f in run.glob("fold*-predictions.npz")}
+
+
+def pooled(run: Path, folds: list[int], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """test indices, labels, window probabilities (utterances, alignments, classes), per-fold clip UAR."""
+    tests, ys, ps, per_fold = [], [], [], []
+    for k in folds:
+        d = np.load(run / f"fold{k}-predictions.npz")
+        tests.append(d["test"]), ys.append(d["y"]), ps.append(d[key])
+        per_fold.append(scores(d["y"], d[key], {})["clip"]["all"]["uar"])
+    return np.concatenate(tests), np.concatenate(ys), np.concatenate(ps), per_fold
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--key", default="int8", help="int8, float, int8_lowpass or int8_noise60")
+    p.add_argument("--data", default=os.environ.get("SER_DATA"))
+    a = p.parse_args(argv)
+    common = sorted(set.intersection(*(folds_of(r) for r in a.runs)))
+    if not common:
+        raise SystemExit("no fold is finished in every run")
+    gender = np.array([u.gender for u in load_corpora(a.data, ALL_CORPORA)])  # the index space of `test`
+    weak = ("neutral", "sad", "happy")
+    print(f"Folds (0-based) finished in every run: {common}; {a.key}\n")
+    print("| run | clip UAR | centred | any alignment | men / women (clip) | "
+          + " | ".join(f"{w} recall" for w in weak) + " | clip UAR per fold |")
+    print("|---|---|---|---|---|" + "---|" * len(weak) + "---|")
+    for run in a.runs:
+        test, y, pw, per_fold = pooled(run, common, a.key)
+        s = scores(y, pw, {"gender": gender[test]})
+        clip = s["clip"]
+        recall = [clip["all"]["per_class"][w]["recall"] for w in weak]
+        mw = f"{clip['by_gender']['male']['uar']:.3f} / {clip['by_gender']['female']['uar']:.3f}"
+        print(f"| {run} | {clip['all']['uar']:.3f} | {s['centred']['all']['uar']:.3f} | "
+              f"{s['any_alignment']['all']['uar']:.3f} | {mw} | " + " | ".join(f"{r:.2f}" for r in recall)
+              + " | " + " ".join(f"{u:.3f}" for u in per_fold) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
