@@ -1,18 +1,23 @@
 """Study the speech gate offline: energy-gate settings and speech/non-speech checks, on the same windows.
 
     # every window a wide energy gate passes, with its levels, the voice check's nine numbers and
-    # statistics of its log-mel frames (16 coarse bands: spectral shape, spread, change)
-    python tools/gate_study.py capture --out runs/gate/windows.npz \\
+    # statistics of its log-mel frames (16 coarse bands: spectral shape, spread, change; over the whole
+    # window and over its active frames only)
+    python tools/gate_study.py capture --out runs/gate2/windows.npz \\
         --streams runs/stream-fold{0,1,2,3,4} --nonspeech runs/nonspeech runs/nonspeech-seed1 runs/nonspeech-real
-    # speech nobody trained on (60 utterances each of nEMO, URDU, TESS), with a white or a pink floor
-    python tools/gate_study.py probe --floor pink --out runs/gate/probe-pink.npz
-    # fit on streams 0-2, generator seed 1 and half the real recordings; test on the rest and the probes
-    python tools/gate_study.py fit --windows runs/gate/windows.npz \\
-        --probe runs/gate/probe-white.npz runs/gate/probe-pink.npz
+    # speech nobody trained on (60 utterances each of nEMO, URDU, TESS), over a white, pink or brown floor
+    python tools/gate_study.py probe --floor pink --out runs/gate2/probe-pink.npz
+    # speech of the same corpora to train on (100 utterances each, not the probes'), over mixed floors
+    python tools/gate_study.py extra --probe runs/gate2/probe-white.npz --out runs/gate2/extra.npz
+    # fit on streams 0-2, generator seed 1, half the real recordings [and the extra speech]; test on the
+    # rest and the probes
+    python tools/gate_study.py fit --windows runs/gate2/windows.npz \\
+        --probe runs/gate2/probe-{white,pink,brown}.npz [--extra runs/gate2/extra.npz]
 
 The CV streams have a white -60 dBFS floor between utterances and the non-speech sets a pink one
-(tools/nonspeech.py): a check that sees the spectrum can learn the floor instead of the voice. The probe
-with a pink floor is the test that catches it (docs/RESULTS.md section 11).
+(tools/nonspeech.py): a check that sees the spectrum can learn the floor, or the one speech corpus it
+was trained on, instead of the voice. The probes (other corpora, other floors) are the test that catches
+it (docs/RESULTS.md section 11).
 """
 
 from __future__ import annotations
@@ -125,18 +130,22 @@ def cmd_capture(a) -> None:
              source=np.array(source))
 
 
-def cmd_probe(a) -> None:
-    rows = list(csv.DictReader(open(Path(a.data) / "manifest.csv")))
-    rng = np.random.default_rng(a.seed)
-    out = {}
+def corpus_windows(data: Path, seed: int, utterances: int, floor: str, exclude=frozenset()) -> tuple[dict, set]:
+    """Speech windows of `utterances` random utterances each of nEMO, URDU and TESS, 1-4 s apart over a
+    -60 dBFS floor ("mixed": each gap's colour drawn from white, pink, brown). Returns the arrays (probe
+    format: <corpus>_L/X/M/y/g) and the paths used."""
+    rows = list(csv.DictReader(open(data / "manifest.csv")))
+    rng = np.random.default_rng(seed)
+    out, used = {}, set()
     for corpus in ("nemo", "urdu", "tess"):
-        utts = [r for r in rows if r["corpus"] == corpus]
+        utts = [r for r in rows if r["corpus"] == corpus and r["path"] not in exclude]
         parts, segs, t = [], [], 0.0
-        for i in rng.choice(len(utts), a.utterances, replace=False):
-            x = read_audio(Path(a.data) / utts[i]["path"])
+        for i in rng.choice(len(utts), utterances, replace=False):
+            used.add(utts[i]["path"])
+            x = read_audio(data / utts[i]["path"])
             gap = rng.uniform(1, 4)
-            floor = coloured_noise(rng, int(gap * RATE), a.floor)
-            parts += [floor * 10 ** (-60 / 20), x]
+            colour = rng.choice(["white", "pink", "brown"]) if floor == "mixed" else floor
+            parts += [coloured_noise(rng, int(gap * RATE), colour) * 10 ** (-60 / 20), x]
             segs.append((t + gap, t + gap + x.size / RATE))
             t += gap + x.size / RATE
         rows_c = capture(np.concatenate(parts).astype(np.float32))
@@ -144,6 +153,18 @@ def cmd_probe(a) -> None:
         for k, arr in zip("LXMyg", zip(*got)):
             out[f"{corpus}_{k}"] = np.array(arr)
         print(corpus, len(got), flush=True)
+    return out, used
+
+
+def cmd_probe(a) -> None:
+    out, used = corpus_windows(Path(a.data), a.seed, a.utterances, a.floor)
+    np.savez(a.out, paths=np.array(sorted(used)), **out)
+
+
+def cmd_extra(a) -> None:
+    """Training speech from the other corpora: none of it an utterance a probe uses."""
+    exclude = frozenset(str(x) for p in a.probe for x in np.load(p)["paths"])
+    out, _ = corpus_windows(Path(a.data), a.seed, a.utterances, "mixed", exclude)
     np.savez(a.out, **out)
 
 
@@ -160,6 +181,13 @@ def cmd_fit(a) -> None:
     rx = re.compile(rf"nonspeech-real:(wesnoth-({tracks})|opensfx-[012]|desktop-0)")
     train = np.isin(source, ["stream-fold0", "stream-fold1", "stream-fold2", "nonspeech-seed1"])
     train |= np.array([bool(rx.fullmatch(g)) for g in group])
+    if a.extra:  # speech of the other corpora, over mixed floors: trained on, never scored
+        e = np.load(a.extra)
+        parts = [[e[f"{c}_{k}"] for c in ("nemo", "urdu", "tess")] for k in "LXMg"]
+        n = sum(len(x) for x in parts[0])
+        L, X, M = (np.concatenate([A, *more]) for A, more in zip((L, X, M), parts[:3]))
+        y, group = np.concatenate([y, np.ones(n, int)]), np.concatenate([group, *parts[3]])
+        source, train = np.concatenate([source, np.full(n, "extra")]), np.concatenate([train, np.ones(n, bool)])
     probes = [(Path(p).stem, np.load(p)) for p in a.probe]
 
     def energy(lv, min_dbfs, dyn):
@@ -213,13 +241,20 @@ def main(argv=None) -> int:
     q.add_argument("--data", default=os.environ.get("SER_DATA", str(shared_data)))
     q.add_argument("--utterances", type=int, default=60)
     q.add_argument("--seed", type=int, default=3)
+    e = sub.add_parser("extra", help="speech windows of the other corpora to train on (not the probes')")
+    e.add_argument("--out", required=True)
+    e.add_argument("--probe", nargs="+", required=True, help="probe files whose utterances are left out")
+    e.add_argument("--data", default=os.environ.get("SER_DATA", str(shared_data)))
+    e.add_argument("--utterances", type=int, default=100)
+    e.add_argument("--seed", type=int, default=11)
     f = sub.add_parser("fit")
     f.add_argument("--windows", required=True)
     f.add_argument("--probe", nargs="*", default=[])
     f.add_argument("--train-tracks", default="runs/check/train-tracks.txt")
+    f.add_argument("--extra", help="also train on these speech windows (from `extra`)")
     f.add_argument("--utterances", type=int, default=60)
     a = p.parse_args(argv)
-    {"capture": cmd_capture, "probe": cmd_probe, "fit": cmd_fit}[a.cmd](a)
+    {"capture": cmd_capture, "probe": cmd_probe, "extra": cmd_extra, "fit": cmd_fit}[a.cmd](a)
     return 0
 
 
