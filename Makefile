@@ -57,7 +57,8 @@ bench: $(STAMP)
 train: $(STAMP)
 	$(BIN)/ser-convert train --recipe v2 --corpora ravdess tess --steps-per-epoch 200 \
 	  --set mixup=0 spec_augment=false stats_jitter=0.05 clean_fraction=0.6 \
-	  --skip-cv --cv-report docs/results/v2a-rt/cv.json --run-dir runs/v2a-final --out edge/models/default.tflite
+	  'corpus_share=[["ravdess",0.85],["tess",0.15]]' \
+	  --skip-cv --cv-report docs/results/v2g-share/cv.json --run-dir runs/v2g-final --out edge/models/default.tflite
 
 install:
 	sudo ./systemd/install.sh
