@@ -65,7 +65,8 @@ class GateSettings:
     dead_mic_s: float = setting(10.0, "all-zero or constant input for this long is reported once", min=1, max=3600)
     voice_check: bool = setting(True, "a second check that a loud window is a voice, not music, a tap or a dog")
     voice_threshold: float = setting(0.0, "P(voice) a window needs; 0 = the check's own threshold "
-                                     "(edge/models/speech-check.json)", min=0, max=1)
+                                     "(edge/models/speech-check-mel.json for 64-band log-mel "
+                                     "models, else speech-check.json)", min=0, max=1)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from .affect import arousal_valence
 from .config import AdaptationSettings, GateSettings, SmoothingSettings
 from .features import MfccStream
 from .model import Classifier
-from .voicing import VoiceFrames, default_check, window_features
+from .voicing import VoiceFrames, default_check, mel_stats, window_features
 
 AV_STEP = 0.1  # a state message when arousal or valence moved this much since the last one
 
@@ -223,7 +223,7 @@ class Pipeline:
         self.gate = Gate(gate)
         self.gate_settings = gate
         # the voice check: after the energy gate, is it a voice? (`measure_voice` computes it without deciding)
-        self.voice_check = default_check() if gate.voice_check else None
+        self.voice_check = default_check(meta.features) if gate.voice_check else None
         self.voice_threshold = (gate.voice_threshold or self.voice_check.threshold) if self.voice_check else None
         self.voice_frames = VoiceFrames()
         self.measure_voice = False
@@ -329,7 +329,8 @@ class Pipeline:
             t0 = time.perf_counter()
             features = window_features(self.voice_frames.rows(audio, end_sample))
             if self.voice_check:
-                voice = self.voice_check.probability(features)
+                mel = mel_stats(np.stack(self.frames)) if self.voice_check.mel_bands else None
+                voice = self.voice_check.probability(features, mel)
                 if voice < self.voice_threshold:
                     gated = "not_voice"
             self.voice_ms_total += (time.perf_counter() - t0) * 1000

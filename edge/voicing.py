@@ -7,6 +7,11 @@ voiced: speech has a pitch that wanders (music holds it), syllables at 2-8 per s
 quadratic logistic model (`SpeechCheck`, weights in edge/models/speech-check.json, trained by
 tools/speech_check.py on speech and home non-speech; docs/RESULTS.md §11). Frames are computed once, at
 8 kHz, and only for windows the energy gate passed: ~1 ms per second of speech on this machine.
+
+When the model's front end is the log-mel window the check was trained with (64 bands), the check also
+reads 48 statistics of that window (`mel_stats`: the spectrum's shape, spread and change in 16 coarse
+bands; edge/models/speech-check-mel.json, trained by tools/gate_study.py on speech of four corpora over
+mixed room floors). It costs no extra front end: the window is the one the model would see.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ _WINDOW = np.hanning(FRAME)
 NAMES = ("voiced", "stable", "modulation", "band", "low", "pauses", "active", "peak_median", "high_pitch")
 ACTIVE_DB = 25.0  # a frame within this of the window's loud frames is active: independent of the room's floor
 DEFAULT_CHECK = Path(__file__).parent / "models" / "speech-check.json"
+MEL_CHECK = Path(__file__).parent / "models" / "speech-check-mel.json"
+MEL_GROUPS = 16  # coarse bands of mel_stats
 
 
 def frame_rows(x8k: np.ndarray) -> np.ndarray:
@@ -131,9 +138,18 @@ class VoiceFrames:
         return np.array([self.by_index[i] for i in range(first, last + 1)])
 
 
+def mel_stats(frames: np.ndarray) -> np.ndarray:
+    """48 numbers of a window's log-mel frames (frames, bands): per coarse band, its level relative to the
+    window's mean (spectral shape), its spread over time and its mean frame-to-frame change."""
+    f = np.asarray(frames, np.float64)
+    g = f.reshape(len(f), MEL_GROUPS, -1).mean(2)
+    return np.concatenate([g.mean(0) - g.mean(), g.std(0), np.abs(np.diff(g, axis=0)).mean(0)])
+
+
 class SpeechCheck:
     """P(speech) of a window from its nine numbers: a logistic model on the standardised numbers and their
-    squares. Refuses a weights file that does not match NAMES."""
+    squares, and (a "mel" check) on the standardised `mel_stats` of the model's log-mel window. Refuses a
+    weights file that does not match NAMES or its own sizes."""
 
     def __init__(self, path: str | Path = DEFAULT_CHECK):
         d = json.loads(Path(path).read_text())
@@ -142,15 +158,34 @@ class SpeechCheck:
         self.mean, self.std = np.array(d["mean"]), np.array(d["std"])
         self.weights = np.array(d["weights"])
         self.threshold = float(d["threshold"])
+        mel = d.get("mel")  # {"bands": log-mel bands of the window it reads, "mean": [48], "std": [48]}
+        self.mel_bands = int(mel["bands"]) if mel else None
+        self.mel_mean, self.mel_std = (np.array(mel["mean"]), np.array(mel["std"])) if mel else (None, None)
+        expected = 2 * len(NAMES) + (3 * MEL_GROUPS if mel else 0) + 1
+        if self.weights.size != expected:
+            raise ValueError(f"{path}: {self.weights.size} weights, expected {expected}")
         self.info = d
 
-    def probability(self, features: np.ndarray) -> float:
+    def probability(self, features: np.ndarray, mel: np.ndarray | None = None) -> float:
+        """`mel`: mel_stats of the window, required by a mel check (ignored otherwise)."""
         z = (np.asarray(features, np.float64) - self.mean) / self.std
-        logit = float(np.concatenate([z, z * z, [1.0]]) @ self.weights)
+        parts = [z, z * z]
+        if self.mel_bands:
+            parts.append((np.asarray(mel, np.float64) - self.mel_mean) / self.mel_std)
+        logit = float(np.concatenate([*parts, [1.0]]) @ self.weights)
         return 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
 
 
-@lru_cache(maxsize=1)
-def default_check() -> SpeechCheck:
-    """The shipped check, read once per process (tools build a pipeline per file; it never changes)."""
-    return SpeechCheck(DEFAULT_CHECK)
+@lru_cache(maxsize=4)
+def _check(path: Path) -> SpeechCheck:
+    return SpeechCheck(path)
+
+
+def default_check(features=None) -> SpeechCheck:
+    """The shipped check for a model's front end (edge.features.FeatureConfig), read once per process:
+    the log-mel check when the model sees the log-mel bands it was trained on, else the nine numbers."""
+    if features is not None and features.kind == "logfbank" and MEL_CHECK.exists():
+        mel = _check(MEL_CHECK)
+        if features.nfilt == mel.mel_bands:
+            return mel
+    return _check(DEFAULT_CHECK)

@@ -41,19 +41,12 @@ from speech_check import fit_logistic, measuring_pipeline  # noqa: E402
 from edge.audio import read_audio  # noqa: E402
 from edge.config import GateSettings  # noqa: E402
 from edge.pipeline import Gate  # noqa: E402
+from edge.voicing import NAMES, mel_stats  # noqa: E402
 
 RATE = 16000
 # wider than any setting studied: every window it passes is kept, with the numbers to re-decide offline
 WIDE = Gate(GateSettings(min_dbfs=-57, min_dynamic_db=8, min_active_fraction=0.1))
 DYNAMICS = (12, 10, 8)  # min_dynamic_db values whose active fractions are recorded
-
-
-def mel_stats(frames: np.ndarray) -> np.ndarray:
-    """48 numbers of a window's log-mel frames: per coarse band, its level relative to the window's mean
-    (spectral shape), its spread over time and its mean frame-to-frame change."""
-    f = np.asarray(frames, np.float64)
-    g = f.reshape(len(f), 16, -1).mean(2)
-    return np.concatenate([g.mean(0) - g.mean(), g.std(0), np.abs(np.diff(g, axis=0)).mean(0)])
 
 
 def mel_stats_active(frames: np.ndarray, below_db: float = 25.0) -> np.ndarray:
@@ -174,6 +167,22 @@ FORMS = {"9 numbers, quadratic (shipped form)": lambda X, M: np.hstack([X, X * X
          "9 quadratic + 48 active-frame log-mel statistics": lambda X, M: np.hstack([X, X * X, M[:, 48:]])}
 
 
+def write_mel_check(out: Path, X, M, y, note: dict) -> None:
+    """Fit the runtime's form of the log-mel check (edge.voicing.SpeechCheck: standardised nine numbers,
+    their squares, standardised mel_stats) and write its weights file."""
+    mean, std = X.mean(0), X.std(0) + 1e-9
+    mel_mean, mel_std = M.mean(0), M.std(0) + 1e-9
+    z = (X - mean) / std
+    A = np.hstack([z, z * z, (M - mel_mean) / mel_std, np.ones((len(X), 1))])
+    w = fit_logistic(A, y, steps=3000)
+    doc = {"names": list(NAMES), "mean": mean.tolist(), "std": std.tolist(), "weights": w.tolist(),
+           "threshold": 0.5, "mel": {"bands": 64,  # the shipped model's bands: capture ran its front end
+                                     "mean": mel_mean.tolist(),
+                                     "std": mel_std.tolist()}, **note}
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out}: {len(X)} windows, {int(y.sum())} of them speech")
+
+
 def cmd_fit(a) -> None:
     d = np.load(a.windows)
     L, X, M, y, group, source = d["L"], d["X"], d["M"], d["y"], d["group"], d["source"]
@@ -192,6 +201,14 @@ def cmd_fit(a) -> None:
 
     def energy(lv, min_dbfs, dyn):
         return (lv[:, 0] >= min_dbfs) & (lv[:, 1] >= dyn) & (lv[:, 2 + DYNAMICS.index(dyn)] >= 0.2)
+
+    if a.write:  # the shipped energy gate's windows (-53 dBFS, 12 dB), whole-window statistics
+        m = train & energy(L, -53, 12)
+        write_mel_check(Path(a.write), X[m], M[m, :48], y[m], {"trained_on": {
+            "speech": "RAVDESS CV streams 1-3" + (" + nEMO/URDU/TESS over mixed floors" if a.extra else ""),
+            "nonspeech": "generator seed 1 + half the real recordings", "windows": int(m.sum())},
+            "note": "tools/gate_study.py fit --write; docs/RESULTS.md section 11"})
+        return
 
     def reached(ok, streams):  # share of the streams' 240 utterances each with a window that passed
         return len(set(group[ok & (y == 1) & np.isin(source, streams)])) / (240 * len(streams))
@@ -252,6 +269,7 @@ def main(argv=None) -> int:
     f.add_argument("--probe", nargs="*", default=[])
     f.add_argument("--train-tracks", default="runs/check/train-tracks.txt")
     f.add_argument("--extra", help="also train on these speech windows (from `extra`)")
+    f.add_argument("--write", help="write the log-mel check's weights (runtime form) here instead of the table")
     f.add_argument("--utterances", type=int, default=60)
     a = p.parse_args(argv)
     {"capture": cmd_capture, "probe": cmd_probe, "extra": cmd_extra, "fit": cmd_fit}[a.cmd](a)
