@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# before numpy loads: OpenBLAS would otherwise start a spinning thread per core for the front end's small
+# matrix products, doubling the service's CPU for nothing (docs/RESULTS.md section 4); the systemd unit
+# sets it too, this covers `ser-edge` started by hand or from a pip install. Set it to override.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 from . import __version__
 from .audio import DEMO_RECORDING, AudioError, iter_wav, read_wav, wav_info
