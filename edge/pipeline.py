@@ -193,6 +193,17 @@ class EventTracker:
         return [self._end(offset)] if self.current else []
 
 
+def decide(smoother: Smoother, tracker: EventTracker, scores: np.ndarray | None, offset: float):
+    """One window's class scores (None when the gate held it back) -> (smoothed scores, events).
+
+    Where a window becomes an event; tools/stream_tune.py replays captured scores through it."""
+    smoothed = smoother.update(scores) if scores is not None else None
+    events = tracker.step(smoothed, offset)
+    if scores is None and tracker.current is None:
+        smoother.reset()  # a new stretch of speech starts from scratch
+    return smoothed, events
+
+
 class Pipeline:
     """The processing chain for one audio stream."""
 
@@ -335,7 +346,7 @@ class Pipeline:
                     gated = "not_voice"
             self.voice_ms_total += (time.perf_counter() - t0) * 1000
         speech = gated is None
-        scores = smoothed = None
+        scores = None
         inf_ms = 0.0
         window = np.stack(self.frames) if (speech or self.adapting) else None
         if self.adapting:  # the room's floor, from every window: speech frames must stand out of it
@@ -349,15 +360,12 @@ class Pipeline:
                 self.speech_stats.add(new[speech_frames(window, floor=self.floor_now)[-self.hop_frames :]])
             self.inference_ms.append(inf_ms)
             self.inference_ms_total += inf_ms
-            smoothed = self.smoother.update(scores)
             self.windows_run += 1
         else:
             self.windows_gated += 1
             self.gated[gated] += 1
+        smoothed, events = decide(self.smoother, self.tracker, scores, offset)
         out.windows.append(WindowResult(offset, speech, window_db, scores, smoothed, inf_ms, gated, voice, features))
-        events = self.tracker.step(smoothed, offset)
-        if not speech and self.tracker.current is None:
-            self.smoother.reset()  # a new stretch of speech starts from scratch
         out.events.extend(events)
         self._update_state(speech, smoothed, offset, out)
 
