@@ -72,11 +72,11 @@ class GateSettings:
 @dataclass(frozen=True)
 class SmoothingSettings:
     method: str = setting("ema", "average over recent speech windows: ema or mean", choices=("ema", "mean"))
-    alpha: float = setting(0.5, "EMA weight of the newest window", min=0.01, max=1)
+    alpha: float = setting(0.7, "EMA weight of the newest window", min=0.01, max=1)
     windows: int = setting(3, "windows averaged by method = mean", min=1, max=100)
-    threshold: float = setting(0.35, "smoothed score needed to start an emotion event", min=0, max=1)
+    threshold: float = setting(0.2, "smoothed score needed to start an emotion event", min=0, max=1)
     hysteresis: float = setting(0.1, "margin for switching emotion or ending below the threshold", min=0, max=1)
-    min_duration_s: float = setting(1.0, "an emotion must hold this long before an event starts", min=0, max=60)
+    min_duration_s: float = setting(0.5, "an emotion must hold this long before an event starts", min=0, max=60)
     end_after_s: float = setting(2.0, "silence that ends an ongoing event", min=0, max=600)
     update_interval_s: float = setting(5.0, "at most one 'update' per event this often", min=0, max=3600)
 

@@ -101,3 +101,15 @@ def test_parser_raises_only_its_own_error(text):
             C.load(p)
         except C.ConfigError:
             pass
+
+
+def test_config_reference_tables_are_in_the_docs():
+    """Every row `python -m edge.config` generates stands in docs/config.md, under its own section."""
+    doc = (ROOT / "docs" / "config.md").read_text()
+    sections = {s.split("\n", 1)[0]: s for s in doc.split("\n## ")[1:]}
+    for block in C.reference_tables().strip().split("## ")[1:]:
+        title, body = block.split("\n", 1)
+        rows = [line for line in body.splitlines() if line.startswith("| `")]
+        assert title in sections, f"docs/config.md has no section '## {title}'"
+        stale = [r for r in rows if r not in sections[title]]
+        assert not stale, f"docs/config.md [{title}] differs from the schema: {stale}"

@@ -176,7 +176,7 @@ def write_mel_check(out: Path, X, M, y, note: dict) -> None:
     A = np.hstack([z, z * z, (M - mel_mean) / mel_std, np.ones((len(X), 1))])
     w = fit_logistic(A, y, steps=3000)
     doc = {"names": list(NAMES), "mean": mean.tolist(), "std": std.tolist(), "weights": w.tolist(),
-           "threshold": 0.5, "mel": {"bands": 64,  # the shipped model's bands: capture ran its front end
+           "threshold": 0.8, "mel": {"bands": 64,  # the shipped model's bands: capture ran its front end
                                      "mean": mel_mean.tolist(),
                                      "std": mel_std.tolist()}, **note}
     out.write_text(json.dumps(doc, indent=1) + "\n")

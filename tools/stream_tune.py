@@ -42,10 +42,10 @@ from tools.nonspeech import pipeline, run  # noqa: E402
 # the grid `grid` searches; every other setting stays at its default
 GRID = {
     "alpha": [0.3, 0.5, 0.7, 1.0],
-    "threshold": [0.25, 0.35, 0.45],
+    "threshold": [0.15, 0.2, 0.25, 0.35, 0.45],
     "hysteresis": [0.0, 0.05, 0.1],
-    "min_duration_s": [0.5, 1.0, 1.5],
-    "end_after_s": [0.5, 1.0, 2.0],
+    "min_duration_s": [0.0, 0.5, 1.0],
+    "end_after_s": [1.0, 2.0, 3.0],
 }
 
 
