@@ -311,13 +311,19 @@ def speech(stream: Path, model=None, config=None) -> dict:
     segments = json.loads((stream / "segments.json").read_text())["segments"]
     pipe = pipeline(model, config)
     windows, _ = run(pipe, read_audio(stream / "stream.wav"))
-    w_s = pipe.clf.meta.window_s
-    passed_spans = [(w.offset_s - w_s, w.offset_s) for w in windows if w.speech]
-    ok = 0
+    ok = sum(segments_reached(segments, [w.offset_s for w in windows if w.speech], pipe.clf.meta.window_s))
+    return {"segments": len(segments), "reached_model": ok, "fraction": ok / max(1, len(segments))}
+
+
+def segments_reached(segments: list[dict], passed_ends, window_s: float) -> list[bool]:
+    """Per segment: a window that reached the model (given by its end offset) overlaps it by >= 0.5 s or
+    by half the segment."""
+    spans = [(t - window_s, t) for t in passed_ends]
+    out = []
     for s in segments:
         need = min(0.5, (s["end_s"] - s["start_s"]) / 2)
-        ok += any(min(b, s["end_s"]) - max(a, s["start_s"]) >= need for a, b in passed_spans)
-    return {"segments": len(segments), "reached_model": ok, "fraction": ok / max(1, len(segments))}
+        out.append(any(min(b, s["end_s"]) - max(a, s["start_s"]) >= need for a, b in spans))
+    return out
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from edge.config import SmoothingSettings  # noqa: E402
 from edge.pipeline import EventTracker, Smoother, decide  # noqa: E402
 from tools.cv_stream import event_spans, score  # noqa: E402
-from tools.nonspeech import pipeline, run  # noqa: E402
+from tools.nonspeech import pipeline, run, segments_reached  # noqa: E402
 
 # the grid `grid` searches; every other setting stays at its default
 GRID = {
@@ -99,12 +99,7 @@ def replay(cap: dict, s: SmoothingSettings, voice_threshold: float = 0.0) -> lis
 def reached(cap: dict, voice_threshold: float) -> list[bool]:
     """Per segment: a window that reached the model covers it (tools/nonspeech.py speech's rule)."""
     ok = np.isfinite(cap["scores"][:, 0]) & ~(cap["voice"] < voice_threshold)
-    spans = [(t - cap["window_s"], t) for t in cap["offsets"][ok]]
-    out = []
-    for s in cap["segments"]:
-        need = min(0.5, (s["end_s"] - s["start_s"]) / 2)
-        out.append(any(min(b, s["end_s"]) - max(a, s["start_s"]) >= need for a, b in spans))
-    return out
+    return segments_reached(cap["segments"], cap["offsets"][ok], cap["window_s"])
 
 
 def evaluate(caps: list[dict], s: SmoothingSettings, voice_threshold: float = 0.0) -> dict:
