@@ -29,6 +29,9 @@ OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # evaluation alignments around the spee
 NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level (a quiet room's floor)
 
 
+_ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0}
+
+
 @dataclass
 class CropRecipe:
     arch: str = "dscnn2"
@@ -55,13 +58,27 @@ class CropRecipe:
     noise_floor_p: float = 0.0
     noise_floor_dbfs: tuple = (-75.0, -45.0)
     prior_s: float = 30.0
-    seed: int = 0
+    seed: int = 0  # the folds, the evaluation order, and (unless train_seed is set) the training
     folds: int = 5
     max_folds: int = 0
     subset: int = 0
+    # the weights' and the draws' seed; None: `seed`. Members of an ensemble differ in this one and hold
+    # out the same speakers (a different `seed` would draw different folds)
+    train_seed: int | None = None
+    # distillation: run directories whose fold<k>-float.keras teach fold k (the final model: final-float.keras);
+    # `distill` is the teachers' mean probability's share of every window's target, the rest the label
+    teachers: tuple = ()
+    distill: float = 0.0
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        d = dataclasses.asdict(self)
+        for name, default in _ADDED_LATER.items():  # recipes from before these fields keep their hash
+            if json.dumps(d[name]) == json.dumps(default):  # () and [] alike
+                del d[name]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def training_seed(self) -> int:
+        return self.seed if self.train_seed is None else self.train_seed
 
     def feature_config(self) -> F.FeatureConfig:
         return F.FeatureConfig(kind="logfbank", nfilt=self.bands, nfft=512, winfunc="hamming", preemph=0.97)
@@ -206,10 +223,12 @@ class Sampler:
     """Batches of training windows: a weighted draw of utterances (classes, genders and corpora
     balanced), a copy (clean or augmented), a random alignment, normalisation, SpecAugment, mixup."""
 
-    def __init__(self, c: Corpus, idx: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, stats: dict | None):
+    def __init__(self, c: Corpus, idx: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, stats: dict | None,
+                 teachers: list | None = None):
         self.c, self.idx, self.meta, self.r, self.stats = c, idx, meta, recipe, stats
+        self.teachers = teachers or []
         self.p = sampling_weights(c.corpus[idx], c.y[idx], c.gender[idx], dict(recipe.corpus_share))
-        self.rng = np.random.default_rng(recipe.seed + 7)
+        self.rng = np.random.default_rng(recipe.training_seed() + 7)
         self.frames = meta.frames
         self.noise = noise_power(meta.features) if recipe.noise_floor_p else None
 
@@ -251,7 +270,11 @@ class Sampler:
             perm = rng.permutation(len(pick))
             x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]
             y = lam * y + (1 - lam) * y[perm]
-        return x[..., None], y
+        x = x[..., None]
+        if self.teachers:  # the teachers see exactly this window; their mean probability is the soft label
+            soft = np.mean([t(x, training=False).numpy() for t in self.teachers], axis=0)
+            y = (1.0 - r.distill) * y + r.distill * soft.astype(np.float32)
+        return x, y
 
     def __iter__(self):
         while True:
@@ -266,7 +289,7 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
     tf = architectures.tf
     from .train import set_seeds
 
-    set_seeds(recipe.seed)
+    set_seeds(recipe.training_seed())
     model = architectures.build(recipe.arch, sampler.frames, recipe.bands, len(LABELS))
     steps = recipe.steps_per_epoch or max(1, len(sampler.idx) // recipe.batch_size)
     lr = tf.keras.optimizers.schedules.CosineDecay(recipe.learning_rate, steps * recipe.epochs, warmup_target=None)
@@ -351,6 +374,17 @@ def _representative(sampler: Sampler, n: int = 300) -> np.ndarray:
     return np.concatenate([sampler.batch()[0][..., 0] for _ in range(6)])[:n]  # 6 batches >= 300 windows
 
 
+def load_teachers(recipe: CropRecipe, tag: str) -> list:
+    """The float models that teach `tag` (fold0.., or final), one per teacher run directory."""
+    if not recipe.distill:
+        return []
+    paths = [Path(t) / f"{tag}-float.keras" for t in recipe.teachers]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing or not paths:
+        raise SystemExit(f"distill={recipe.distill} needs teachers' {tag}-float.keras; missing: {missing or 'teachers'}")
+    return [architectures.tf.keras.models.load_model(p) for p in paths]
+
+
 def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray, out_dir: Path, tag: str,
              verbose: int = 2) -> dict:
     """Train on `train`, score `test` (float and int8; clean and 4 kHz low-pass). Returns predictions."""
@@ -358,8 +392,9 @@ def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray,
     prior = prior_stats(c, train)
     meta = recipe.metadata(*prior, extra={"arch": recipe.arch, "recipe": dataclasses.asdict(recipe),
                                           "recipe_hash": recipe.hash(), "fold": tag})
-    sampler = Sampler(c, train, meta, recipe, _device_stats(recipe, c, train, prior))
+    sampler = Sampler(c, train, meta, recipe, _device_stats(recipe, c, train, prior), load_teachers(recipe, tag))
     model, hist = fit(recipe, sampler, verbose)
+    model.save(out_dir / f"{tag}-float.keras")  # a teacher for a later distillation
     rep = _representative(sampler)
     int8_path = quantize.write_model(model, recipe.arch, rep, meta, out_dir / f"{tag}-int8.tflite")
     x, before = eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed)
@@ -519,7 +554,7 @@ def train_final(
     if cv_report:
         extra["cv"] = cv_summary(cv_report)
     meta = recipe.metadata(*prior, extra=extra)
-    sampler = Sampler(c, idx, meta, recipe, _device_stats(recipe, c, idx, prior))
+    sampler = Sampler(c, idx, meta, recipe, _device_stats(recipe, c, idx, prior), load_teachers(recipe, "final"))
     model, _ = fit(recipe, sampler, verbose)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     quantize.write_model(model, recipe.arch, _representative(sampler), meta, out_path)

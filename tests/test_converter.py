@@ -185,6 +185,20 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     assert np.array_equal(stamped.predict(x), before)
     assert abs(model.stat().st_size - size) < 64
 
+    # distillation: the CV above kept its fold's float model; a second CV learns from it as a teacher
+    assert (tmp_path / "run" / "fold0-float.keras").exists()
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
+                        str(tmp_path / "student"), "--data", str(data_dir), "--set", "distill=0.7",
+                        f'teachers=["{tmp_path / "run"}"]', "train_seed=5"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recipe = Classifier(tmp_path / "student" / "fold0-int8.tflite").meta.extra["recipe"]
+    assert recipe["distill"] == 0.7 and recipe["teachers"] == [str(tmp_path / "run")] and recipe["train_seed"] == 5
+    r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
+                        str(tmp_path / "orphan"), "--data", str(data_dir), "--set", "distill=0.7",
+                        f'teachers=["{tmp_path / "nowhere"}"]'], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode != 0 and "fold0-float.keras" in r.stderr
+
 
 def test_edge_op_table_matches_tensorflow_schema():
     """edge.model reads op codes with its own table (the device has no TensorFlow): every entry must be

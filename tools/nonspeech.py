@@ -1,6 +1,6 @@
 """A home's non-speech, regenerated from the package registries, and how often it gives emotion events.
 
-    python tools/nonspeech.py make  --out runs/nonspeech               # ~36 min of 16 kHz WAVs
+    python tools/nonspeech.py make  --out runs/nonspeech [--floor white|brown]   # 44 min of 16 kHz WAVs
     python tools/nonspeech.py score --dir runs/nonspeech [--model M] [--config C.toml]
     python tools/nonspeech.py speech --stream runs/stream-fold0 [...]  # speech segments that pass the gate
 
@@ -15,7 +15,7 @@
   noise at three levels;
 - mixtures (music with a vacuum cleaner, a tap with cutlery, ...).
 Each file is set to a realistic level for a microphone a few metres away (RMS −45 … −20 dBFS), over
-a −60 dBFS pink room floor.
+a −60 dBFS pink room floor (`--floor` another colour).
 
 `score` runs the runtime's Pipeline at default settings (or a config's) over every file, as
 `ser-edge run` would, and prints per kind: minutes, windows that passed the gate, emotion events
@@ -237,7 +237,7 @@ MIXES = [("mix-music-vacuum", ["music-pop", "vacuum"], [0, -4]), ("mix-tap-cutle
          ("mix-choir-fridge-kettle", ["music-choir", "fridge", "kettle"], [0, -10, -3])]
 
 
-def make(out: Path, seed: int = 0) -> dict:
+def make(out: Path, seed: int = 0, floor_colour: str = "pink") -> dict:
     if not shutil.which("fluidsynth") or not SOUND_FONT.exists():
         sys.exit("nonspeech: needs fluidsynth and fluid-soundfont-gm (apt-get install fluidsynth fluid-soundfont-gm)")
     if not THEME.is_dir():
@@ -259,7 +259,7 @@ def make(out: Path, seed: int = 0) -> dict:
         n = min(made[p].size for p in parts)
         made[name] = np.clip(sum(made[p][:n] * 10 ** (g / 20) for p, g in zip(parts, gains)), -1, 1).astype(np.float32)
     for name, x in made.items():  # a room is never digitally silent: its floor, as in the CV stream
-        floor = coloured_noise(rng, x.size, "pink") * 10 ** (ROOM_FLOOR_DBFS / 20)
+        floor = coloured_noise(rng, x.size, floor_colour) * 10 ** (ROOM_FLOOR_DBFS / 20)
         write_wav(out / f"{name}.wav", np.clip(x + floor, -1, 1).astype(np.float32))
     total = sum(x.size for x in made.values()) / RATE / 60
     print(f"{len(made)} files, {total:.1f} min in {out}")
@@ -332,6 +332,8 @@ def main(argv=None) -> int:
     m = sub.add_parser("make")
     m.add_argument("--out", required=True)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--floor", default="pink", choices=("white", "pink", "brown"),
+                   help="the room floor's colour (the voice check was fitted over all three)")
     s = sub.add_parser("score")
     s.add_argument("--dir", required=True)
     sp = sub.add_parser("speech")
@@ -342,7 +344,7 @@ def main(argv=None) -> int:
         q.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     if a.cmd == "make":
-        make(Path(a.out), a.seed)
+        make(Path(a.out), a.seed, a.floor)
         return 0
     if a.cmd == "score":
         r = score(Path(a.dir), a.model, a.config)
