@@ -381,7 +381,8 @@ def load_teachers(recipe: CropRecipe, tag: str) -> list:
     paths = [Path(t) / f"{tag}-float.keras" for t in recipe.teachers]
     missing = [str(p) for p in paths if not p.exists()]
     if missing or not paths:
-        raise SystemExit(f"distill={recipe.distill} needs teachers' {tag}-float.keras; missing: {missing or 'teachers'}")
+        raise SystemExit(f"distill={recipe.distill} needs the teachers' {tag}-float.keras; "
+                         f"missing: {missing or 'teachers'}")
     return [architectures.tf.keras.models.load_model(p) for p in paths]
 
 
