@@ -63,7 +63,10 @@ def cmd_train(args) -> int:
     elif args.cv_report:
         report = json.loads(Path(args.cv_report).read_text())
     out = Path(args.out or run / "model-int8.tflite")
-    train_final(recipe, out, args.data, report)
+    if _is_crop(recipe):  # the float model stays in the run directory: a teacher for a distilled model
+        train_final(recipe, out, args.data, report, float_path=run / "final-float.keras")
+    else:
+        train_final(recipe, out, args.data, report)
     print(f"wrote {out} ({out.stat().st_size} bytes); run directory {run}")
     return 0
 

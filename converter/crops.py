@@ -537,7 +537,8 @@ def stamp_cv(model_path: Path, cv_report: dict) -> None:
 
 
 def train_final(
-    recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: dict | None = None, verbose: int = 2
+    recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: dict | None = None, verbose: int = 2,
+    float_path: Path | None = None,
 ) -> Path:
     """Train on every utterance of the recipe's corpora and write the int8 model with its metadata."""
     c = load(recipe, data_dir)
@@ -557,6 +558,9 @@ def train_final(
     meta = recipe.metadata(*prior, extra=extra)
     sampler = Sampler(c, idx, meta, recipe, _device_stats(recipe, c, idx, prior), load_teachers(recipe, "final"))
     model, _ = fit(recipe, sampler, verbose)
+    if float_path is not None:
+        float_path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(float_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     quantize.write_model(model, recipe.arch, _representative(sampler), meta, out_path)
     problems = quantize.check_int8(str(out_path))

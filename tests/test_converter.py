@@ -186,7 +186,7 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     assert abs(model.stat().st_size - size) < 64
 
     # distillation: the CV above kept its fold's float model; a second CV learns from it as a teacher
-    assert (tmp_path / "run" / "fold0-float.keras").exists()
+    assert (tmp_path / "run" / "fold0-float.keras").exists() and (tmp_path / "run" / "final-float.keras").exists()
     r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
                         str(tmp_path / "student"), "--data", str(data_dir), "--set", "distill=0.7",
                         f'teachers=["{tmp_path / "run"}"]', "train_seed=5"],
