@@ -184,11 +184,14 @@ def write_mel_check(out: Path, X, M, y, note: dict) -> None:
 
 
 def cmd_fit(a) -> None:
-    d = np.load(a.windows)
-    L, X, M, y, group, source = d["L"], d["X"], d["M"], d["y"], d["group"], d["source"]
+    ds = [np.load(w) for w in a.windows]  # captures made in parallel are pooled
+    L, X, M, y, group, source = (np.concatenate([d[k] for d in ds]) for k in ("L", "X", "M", "y", "group", "source"))
     tracks = Path(a.train_tracks).read_text().strip()  # the music tracks speech_check.py trained on
     rx = re.compile(rf"nonspeech-real:(wesnoth-({tracks})|opensfx-[012]|desktop-0)")
-    train = np.isin(source, ["stream-fold0", "stream-fold1", "stream-fold2", "nonspeech-seed1"])
+    # generator seed 1 over every floor it was made with (runs/nonspeech-seed1[-white|-brown]): a check
+    # that saw non-speech over one floor colour only learnt "another floor = speech" (section 11)
+    seed1 = np.char.startswith(source.astype(str), "nonspeech-seed1")
+    train = np.isin(source, ["stream-fold0", "stream-fold1", "stream-fold2"]) | seed1
     train |= np.array([bool(rx.fullmatch(g)) for g in group])
     if a.extra:  # speech of the other corpora, over mixed floors: trained on, never scored
         e = np.load(a.extra)
@@ -206,7 +209,8 @@ def cmd_fit(a) -> None:
         m = train & energy(L, -53, 12)
         write_mel_check(Path(a.write), X[m], M[m, :48], y[m], {"trained_on": {
             "speech": "RAVDESS CV streams 1-3" + (" + nEMO/URDU/TESS over mixed floors" if a.extra else ""),
-            "nonspeech": "generator seed 1 + half the real recordings", "windows": int(m.sum())},
+            "nonspeech": "generator seed 1 over " + ", ".join(sorted(set(source[seed1].tolist())))
+                         + " + half the real recordings", "windows": int(m.sum())},
             "note": "tools/gate_study.py fit --write; docs/RESULTS.md section 11"})
         return
 
@@ -214,8 +218,10 @@ def cmd_fit(a) -> None:
         return len(set(group[ok & (y == 1) & np.isin(source, streams)])) / (240 * len(streams))
 
     all5, held = [f"stream-fold{k}" for k in range(5)], ["stream-fold3", "stream-fold4"]
+    seed0 = [s for s in ("nonspeech", "nonspeech-white", "nonspeech-brown") if np.any(source == s)]
     print("| energy gate | check | speech segments, 5 streams | held-out streams 4-5 | non-speech windows passed: "
-          "generated seed 0 / real held-out half | " + " | ".join(f"{n}: segments" for n, _ in probes) + " |")
+          f"generated seed 0 ({', '.join(seed0)}) / real held-out half | "
+          + " | ".join(f"{n}: segments" for n, _ in probes) + " |")
     for min_dbfs, dyn in ((-50, 12), (-53, 12), (-55, 10)):
         g = energy(L, min_dbfs, dyn)
         rows = [("none", g, None)]
@@ -228,7 +234,7 @@ def cmd_fit(a) -> None:
             def prob(A2, mu=mu, sd=sd, w=w):
                 return 1 / (1 + np.exp(-np.clip(np.hstack([(A2 - mu) / sd, np.ones((len(A2), 1))]) @ w, -50, 50)))
 
-            rows.append((name, g & (prob(A) >= 0.5), (form, prob)))
+            rows.append((name, g & (prob(A) >= a.threshold), (form, prob)))
         for name, ok, model in rows:
             cells = []
             for _, p in probes:
@@ -236,11 +242,12 @@ def cmd_fit(a) -> None:
                 for c in ("nemo", "urdu", "tess"):
                     gc = energy(p[f"{c}_L"], min_dbfs, dyn)
                     if model:
-                        gc &= model[1](model[0](p[f"{c}_X"], p[f"{c}_M"])) >= 0.5
+                        gc &= model[1](model[0](p[f"{c}_X"], p[f"{c}_M"])) >= a.threshold
                     per.append(f"{len(set(p[f'{c}_g'][gc])) / a.utterances:.2f}")
                 cells.append(" / ".join(per))
             print(f"| {min_dbfs} dBFS, {dyn} dB | {name} | {reached(ok, all5):.4f} | {reached(ok, held):.4f} | "
-                  f"{int(ok[source == 'nonspeech'].sum())} / {int(ok[~train & (source == 'nonspeech-real')].sum())} | "
+                  + " / ".join(str(int(ok[source == s].sum())) for s in seed0)
+                  + f" / {int(ok[~train & (source == 'nonspeech-real')].sum())} | "
                   + " | ".join(cells) + " |")
 
 
@@ -249,8 +256,8 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("capture")
     c.add_argument("--out", required=True)
-    c.add_argument("--streams", nargs="+", required=True)
-    c.add_argument("--nonspeech", nargs="+", required=True)
+    c.add_argument("--streams", nargs="*", default=[])
+    c.add_argument("--nonspeech", nargs="*", default=[])
     q = sub.add_parser("probe")
     q.add_argument("--out", required=True)
     q.add_argument("--floor", choices=("white", "pink", "brown"), default="white")
@@ -265,12 +272,13 @@ def main(argv=None) -> int:
     e.add_argument("--utterances", type=int, default=100)
     e.add_argument("--seed", type=int, default=11)
     f = sub.add_parser("fit")
-    f.add_argument("--windows", required=True)
+    f.add_argument("--windows", nargs="+", required=True, help="one or more captures (pooled)")
     f.add_argument("--probe", nargs="*", default=[])
     f.add_argument("--train-tracks", default="runs/check/train-tracks.txt")
     f.add_argument("--extra", help="also train on these speech windows (from `extra`)")
     f.add_argument("--write", help="write the log-mel check's weights (runtime form) here instead of the table")
     f.add_argument("--utterances", type=int, default=60)
+    f.add_argument("--threshold", type=float, default=0.8, help="P(speech) a window needs (the runtime: 0.8)")
     a = p.parse_args(argv)
     {"capture": cmd_capture, "probe": cmd_probe, "extra": cmd_extra, "fit": cmd_fit}[a.cmd](a)
     return 0
