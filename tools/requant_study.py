@@ -29,8 +29,10 @@ from converter.corpora import LABELS  # noqa: E402
 
 def recipe_of(run: Path) -> crops.CropRecipe:
     d = json.loads((run / "recipe.json").read_text())
-    d = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v for k, v in d.items()}
-    return crops.CropRecipe(**d)
+    def as_tuple(v):  # JSON lists back to the recipe's tuples
+        return tuple(as_tuple(x) for x in v) if isinstance(v, list) else v
+
+    return crops.CropRecipe(**{k: as_tuple(v) for k, v in d.items()})
 
 
 def main(argv=None) -> int:
