@@ -21,6 +21,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_NUM_
 mkdir -p "$run_dir"
 worker() {  # core $1 runs folds $1, $1 + cores, ...
     local core=$1 k
+    shift
     for ((k = core; k < folds; k += cores)); do
         echo "core $core: fold $k -> $run_dir/fold$k.log"
         taskset -c "$core" "$bin" evaluate --recipe v2 --run-dir "$run_dir" --only-folds "$k" "$@" \
