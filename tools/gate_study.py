@@ -175,7 +175,7 @@ FORMS = {"9 numbers, quadratic (shipped form)": lambda X, M: np.hstack([X, X * X
          "9 quadratic + 48 active-frame log-mel statistics": lambda X, M: np.hstack([X, X * X, M[:, 48:]])}
 
 
-def write_mel_check(out: Path, X, M, y, note: dict, threshold: float = 0.9) -> None:
+def write_mel_check(out: Path, X, M, y, note: dict, threshold: float) -> None:
     """Fit the runtime's form of the log-mel check (edge.voicing.SpeechCheck: standardised nine numbers,
     their squares, standardised mel_stats) and write its weights file."""
     mean, std = X.mean(0), X.std(0) + 1e-9
