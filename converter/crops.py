@@ -29,7 +29,8 @@ OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # evaluation alignments around the spee
 NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level (a quiet room's floor)
 
 
-_ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0}
+_ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
+                "swa_every": 50}
 
 
 @dataclass
@@ -69,6 +70,12 @@ class CropRecipe:
     # `distill` is the teachers' mean probability's share of every window's target, the rest the label
     teachers: tuple = ()
     distill: float = 0.0
+    # stochastic weight averaging: after the cosine schedule, `swa_epochs` more epochs at the constant
+    # rate `swa_lr`, the weights averaged every `swa_every` steps (then BatchNorm's statistics recomputed
+    # for the averaged weights). An ensemble's variance reduction in one model of the same size
+    swa_epochs: int = 0
+    swa_lr: float = 5e-4
+    swa_every: int = 50
 
     def hash(self) -> str:
         d = dataclasses.asdict(self)
@@ -292,14 +299,70 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
     set_seeds(recipe.training_seed())
     model = architectures.build(recipe.arch, sampler.frames, recipe.bands, len(LABELS))
     steps = recipe.steps_per_epoch or max(1, len(sampler.idx) // recipe.batch_size)
-    lr = tf.keras.optimizers.schedules.CosineDecay(recipe.learning_rate, steps * recipe.epochs, warmup_target=None)
+    cosine_steps = steps * recipe.epochs
+    lr = tf.keras.optimizers.schedules.CosineDecay(recipe.learning_rate, cosine_steps, warmup_target=None)
+    callbacks = []
+    if recipe.swa_epochs:
+        lr = _ThenConstant(lr, cosine_steps, recipe.swa_lr)
+        callbacks = [_WeightAverage(after_step=cosine_steps, every=recipe.swa_every)]
     model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=tf.keras.losses.CategoricalCrossentropy(),
                   metrics=["accuracy"])
     ds = tf.data.Dataset.from_generator(
         lambda: iter(sampler), output_signature=(tf.TensorSpec((None, sampler.frames, recipe.bands, 1), tf.float32),
                                                  tf.TensorSpec((None, len(LABELS)), tf.float32))).prefetch(4)
-    hist = model.fit(ds, steps_per_epoch=steps, epochs=recipe.epochs, verbose=verbose, validation_data=val)
-    return model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    hist = model.fit(ds, steps_per_epoch=steps, epochs=recipe.epochs + recipe.swa_epochs, verbose=verbose,
+                     validation_data=val, callbacks=callbacks)
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    if recipe.swa_epochs:
+        model.set_weights(callbacks[0].mean())
+        recompute_batchnorm(model, sampler)
+        history["swa_snapshots"] = [callbacks[0].n]
+    return model, history
+
+
+class _ThenConstant(architectures.keras.optimizers.schedules.LearningRateSchedule):
+    """`first` for `steps` steps, then the constant `rate` (stochastic weight averaging's phase)."""
+
+    def __init__(self, first, steps: int, rate: float):
+        self.first, self.steps, self.rate = first, steps, rate
+
+    def __call__(self, step):
+        tf = architectures.tf
+        return tf.where(step < self.steps, self.first(tf.minimum(step, self.steps)), tf.cast(self.rate, tf.float32))
+
+    def get_config(self):
+        return {"first": self.first.get_config(), "steps": self.steps, "rate": self.rate}
+
+
+class _WeightAverage(architectures.keras.callbacks.Callback):
+    """The running mean of the model's weights, taken every `every` training steps after `after_step`."""
+
+    def __init__(self, after_step: int, every: int):
+        super().__init__()
+        self.after_step, self.every, self.n, self.total, self.step = after_step, every, 0, None, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step > self.after_step and (self.step - self.after_step) % self.every == 0:
+            w = self.model.get_weights()
+            self.total = w if self.total is None else [t + x for t, x in zip(self.total, w)]
+            self.n += 1
+
+    def mean(self) -> list:
+        return [t / self.n for t in self.total]
+
+
+def recompute_batchnorm(model, sampler: Sampler, batches: int = 100) -> None:
+    """BatchNorm's moving statistics belong to the weights they were gathered with; averaged weights need
+    their own. A plain mean over `batches` training batches (momentum (k-1)/k on the k-th batch)."""
+    bns = [layer for layer in model.layers if isinstance(layer, architectures.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in bns]
+    for k in range(1, batches + 1):
+        for layer in bns:
+            layer.momentum = (k - 1) / k
+        model(sampler.batch()[0], training=True)  # eager: each call reads the momentum set above
+    for layer, m in zip(bns, saved):
+        layer.momentum = m
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,7 +446,7 @@ def load_teachers(recipe: CropRecipe, tag: str) -> list:
     if missing or not paths:
         raise SystemExit(f"distill={recipe.distill} needs the teachers' {tag}-float.keras; "
                          f"missing: {missing or 'teachers'}")
-    return [architectures.tf.keras.models.load_model(p) for p in paths]
+    return [architectures.tf.keras.models.load_model(p, compile=False) for p in paths]
 
 
 def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray, out_dir: Path, tag: str,

@@ -189,15 +189,51 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     assert (tmp_path / "run" / "fold0-float.keras").exists() and (tmp_path / "run" / "final-float.keras").exists()
     r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
                         str(tmp_path / "student"), "--data", str(data_dir), "--set", "distill=0.7",
-                        f'teachers=["{tmp_path / "run"}"]', "train_seed=5"],
+                        f'teachers=["{tmp_path / "run"}"]', "train_seed=5", "swa_epochs=1", "swa_every=1"],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     recipe = Classifier(tmp_path / "student" / "fold0-int8.tflite").meta.extra["recipe"]
     assert recipe["distill"] == 0.7 and recipe["teachers"] == [str(tmp_path / "run")] and recipe["train_seed"] == 5
+    assert json.loads((tmp_path / "student" / "fold0-history.json").read_text())["swa_snapshots"] == [3]
     r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
                         str(tmp_path / "orphan"), "--data", str(data_dir), "--set", "distill=0.7",
                         f'teachers=["{tmp_path / "nowhere"}"]'], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode != 0 and "fold0-float.keras" in r.stderr
+
+
+def test_weight_averaging_takes_the_mean_after_the_schedule_and_batchnorm_follows_the_data():
+    """SWA's two parts on a tiny model: the average holds exactly the snapshots after `after_step`, every
+    `every` steps; recomputed BatchNorm statistics are the plain mean of the batches' statistics."""
+    from converter import crops
+
+    keras = crops.architectures.keras
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.BatchNormalization()(keras.layers.Dense(2)(inp)))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(model.get_weights()))
+    swa = crops._WeightAverage(after_step=2, every=2)
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(64, 3)), rng.normal(size=(64, 2)), batch_size=8, epochs=1, verbose=0,
+              callbacks=[record, swa], shuffle=False)
+    assert swa.n == 3  # steps 4, 6, 8 of 8
+    for got, *snaps in zip(swa.mean(), seen[3], seen[5], seen[7]):
+        assert np.allclose(got, np.mean(snaps, axis=0))
+
+    batches = [rng.normal(loc=k, size=(16, 3)).astype(np.float32) for k in range(4)]
+
+    class Batches:
+        k = 0
+
+        def batch(self):
+            self.k += 1
+            return batches[(self.k - 1) % 4], None
+
+    crops.recompute_batchnorm(model, Batches(), batches=4)
+    dense = model.layers[1]
+    want = np.mean([dense(b).numpy().mean(axis=0) for b in batches], axis=0)
+    assert np.allclose(model.layers[2].moving_mean.numpy(), want, atol=1e-4)
+    assert model.layers[2].momentum == 0.99  # restored
 
 
 def test_edge_op_table_matches_tensorflow_schema():

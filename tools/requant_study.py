@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         train = np.flatnonzero(~np.isin(c.speaker, folds[k]) & crops.in_recipe(c, recipe))
         prior = crops.prior_stats(c, train)
         meta = recipe.metadata(*prior)
-        model = crops.architectures.tf.keras.models.load_model(a.run / f"fold{k}-float.keras")
+        model = crops.architectures.tf.keras.models.load_model(a.run / f"fold{k}-float.keras", compile=False)
         rep_recipe = dataclasses.replace(recipe, clean_fraction=1.0) if a.clean_rep else recipe
         sampler = crops.Sampler(c, train, meta, rep_recipe, crops._device_stats(recipe, c, train, prior))
         x, _ = crops.eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed)
