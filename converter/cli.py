@@ -33,6 +33,13 @@ def _recipe(args):
             changes[key] = value
     if "corpora" in changes:
         changes["corpora"] = tuple(changes["corpora"])
+    if "train_labels" in changes:
+        from .corpora import LABELS
+
+        wrong = sorted(set(changes["train_labels"]) - set(LABELS))
+        if wrong:
+            sys.exit(f"ser-convert: train_labels: no label {wrong[0]!r}; expected some of {list(LABELS)}")
+        changes["train_labels"] = tuple(changes["train_labels"])
     return dataclasses.replace(r, **changes)
 
 

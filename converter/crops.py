@@ -30,7 +30,7 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 
 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
-                "swa_every": 50}
+                "swa_every": 50, "train_labels": ()}
 
 
 @dataclass
@@ -76,6 +76,9 @@ class CropRecipe:
     swa_epochs: int = 0
     swa_lr: float = 5e-4
     swa_every: int = 50
+    # train only on utterances with these labels (); (): all eight. The head keeps eight outputs; the others
+    # are never a target. Leave-one-corpus-out's four shared classes, trained directly
+    train_labels: tuple = ()
 
     def hash(self) -> str:
         d = dataclasses.asdict(self)
@@ -134,7 +137,11 @@ def load(recipe: CropRecipe, data_dir=None, progress=True) -> Corpus:
 
 
 def in_recipe(c: Corpus, recipe: CropRecipe) -> np.ndarray:
-    return np.isin(c.corpus, recipe.corpora)
+    """The utterances a recipe may train on: its corpora, and its labels if it names them."""
+    keep = np.isin(c.corpus, recipe.corpora)
+    if recipe.train_labels:
+        keep &= np.isin(c.y, [LABELS.index(k) for k in recipe.train_labels])
+    return keep
 
 
 def prior_stats(c: Corpus, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -264,3 +264,26 @@ def test_leave_one_corpus_out_scores_only_the_four_shared_classes(tmp_path, data
     for key in ("int8_adapted", "int8_prior_only", "float"):
         assert set(res[key]["per_class"]) == {"neutral", "happy", "sad", "angry"}
         assert 0 <= res[key]["clip_uar"] <= 1
+
+
+def test_train_labels_keep_only_those_classes_and_refuse_unknown_names():
+    """`--set train_labels=[...]` (the four-class training of leave-one-corpus-out) trains only on those
+    labels, leaves the shipped recipe's hash alone, and an unknown label is refused by name."""
+    import argparse
+
+    from converter import cli, crops
+
+    y = np.array([LABELS.index(k) for k in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust")])
+    c = crops.Corpus(utts=[], sp=None, y=y, speaker=np.zeros(7), gender=np.zeros(7),
+                     corpus=np.array(["ravdess"] * 6 + ["urdu"]))
+    recipe = crops.CropRecipe(corpora=("ravdess", "tess"))
+    assert crops.in_recipe(c, recipe).tolist() == [True] * 6 + [False]
+    four = crops.CropRecipe(corpora=("ravdess", "tess"), train_labels=crops.FOUR)
+    assert [LABELS[k] for k in y[crops.in_recipe(c, four)]] == ["neutral", "happy", "sad", "angry"]
+    assert crops.CropRecipe(train_labels=()).hash() == crops.CropRecipe().hash() != four.hash()
+
+    args = argparse.Namespace(recipe="v2", set=['train_labels=["neutral","joy"]'])
+    with pytest.raises(SystemExit, match="train_labels: no label 'joy'"):
+        cli._recipe(args)
+    args.set = ['train_labels=["neutral","sad"]']
+    assert cli._recipe(args).train_labels == ("neutral", "sad")
