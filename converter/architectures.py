@@ -85,7 +85,20 @@ def dscnn2_small(frames, bands, n_classes, batch_size=None):
 ARCHITECTURES = {"dscnn": dscnn, "cnn_lstm": cnn_lstm, "dscnn2": dscnn2, "dscnn2_small": dscnn2_small}
 
 
+def averaged(members: list, name: str) -> keras.Model:
+    """One model whose scores are the mean of its members' (an ensemble in one .tflite file: the device
+    runs it like any other model). The weights are the members' in order."""
+    inp = keras.Input(members[0].input_shape[1:], batch_size=members[0].input_shape[0], name="features")
+    outs = [keras.Model(m.input, m.output, name=f"member{i}")(inp) for i, m in enumerate(members)]
+    return keras.Model(inp, layers.Average(name="scores")(outs), name=name)
+
+
 def build(arch: str, frames: int, bands: int, n_classes: int, batch_size: int | None = None) -> keras.Model:
+    """`arch` names one architecture, or n of them averaged: "dscnn2x2" is two dscnn2 (see `averaged`)."""
+    base, x, n = arch.rpartition("x")
+    if x and base in ARCHITECTURES and n.isdigit() and int(n) > 1:
+        return averaged([build(base, frames, bands, n_classes, batch_size) for _ in range(int(n))], arch)
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)} "
+                         "or one of them averaged n times (dscnn2x2)")
     return ARCHITECTURES[arch](frames, bands, n_classes, batch_size=batch_size)

@@ -40,6 +40,8 @@ def _recipe(args):
         if wrong:
             sys.exit(f"ser-convert: train_labels: no label {wrong[0]!r}; expected some of {list(LABELS)}")
         changes["train_labels"] = tuple(changes["train_labels"])
+    if not isinstance(changes.get("members", 1), int) or changes.get("members", 1) < 1:
+        sys.exit(f"ser-convert: members={changes['members']!r}: expected a whole number of models, 1 or more")
     return dataclasses.replace(r, **changes)
 
 

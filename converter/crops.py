@@ -30,7 +30,7 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 
 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
-                "swa_every": 50, "train_labels": ()}
+                "swa_every": 50, "train_labels": (), "members": 1}
 
 
 @dataclass
@@ -79,6 +79,10 @@ class CropRecipe:
     # train only on utterances with these labels (); (): all eight. The head keeps eight outputs; the others
     # are never a target. Leave-one-corpus-out's four shared classes, trained directly
     train_labels: tuple = ()
+    # an ensemble in one model file: `members` networks trained independently (train seeds train_seed,
+    # train_seed + 1, ...; the same draws as separate runs with those seeds), their scores averaged in
+    # one graph (architectures.averaged). Size and CPU grow with it: the budget decides
+    members: int = 1
 
     def hash(self) -> str:
         d = dataclasses.asdict(self)
@@ -89,6 +93,10 @@ class CropRecipe:
 
     def training_seed(self) -> int:
         return self.seed if self.train_seed is None else self.train_seed
+
+    def model_arch(self) -> str:
+        """The model file's architecture: `arch`, or `arch`x`members` for an ensemble in one file."""
+        return self.arch if self.members == 1 else f"{self.arch}x{self.members}"
 
     def feature_config(self) -> F.FeatureConfig:
         return F.FeatureConfig(kind="logfbank", nfilt=self.bands, nfft=512, winfunc="hamming", preemph=0.97)
@@ -327,6 +335,21 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
     return model, history
 
 
+def fit_members(recipe: CropRecipe, c: Corpus, idx: np.ndarray, meta: ModelMetadata, stats, teachers: list,
+                verbose: int = 2):
+    """`recipe.members` models trained on `idx`, one after the other (member i: train seed + i), and
+    averaged into one. Returns the model, the training history and the last member's sampler."""
+    models, hists = [], []
+    for i in range(recipe.members):
+        member = dataclasses.replace(recipe, train_seed=recipe.training_seed() + i) if i else recipe
+        sampler = Sampler(c, idx, meta, member, stats, teachers)
+        model, hist = fit(member, sampler, verbose)
+        models.append(model), hists.append(hist)
+    if recipe.members == 1:
+        return models[0], hists[0], sampler
+    return architectures.averaged(models, recipe.model_arch()), {"members": hists}, sampler
+
+
 class _ThenConstant(architectures.keras.optimizers.schedules.LearningRateSchedule):
     """`first` for `steps` steps, then the constant `rate` (stochastic weight averaging's phase)."""
 
@@ -461,13 +484,13 @@ def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray,
     """Train on `train`, score `test` (float and int8; clean and 4 kHz low-pass). Returns predictions."""
     t0 = time.time()
     prior = prior_stats(c, train)
-    meta = recipe.metadata(*prior, extra={"arch": recipe.arch, "recipe": dataclasses.asdict(recipe),
+    meta = recipe.metadata(*prior, extra={"arch": recipe.model_arch(), "recipe": dataclasses.asdict(recipe),
                                           "recipe_hash": recipe.hash(), "fold": tag})
-    sampler = Sampler(c, train, meta, recipe, _device_stats(recipe, c, train, prior), load_teachers(recipe, tag))
-    model, hist = fit(recipe, sampler, verbose)
+    model, hist, sampler = fit_members(recipe, c, train, meta, _device_stats(recipe, c, train, prior),
+                                       load_teachers(recipe, tag), verbose)
     model.save(out_dir / f"{tag}-float.keras")  # a teacher for a later distillation
     rep = _representative(sampler)
-    int8_path = quantize.write_model(model, recipe.arch, rep, meta, out_dir / f"{tag}-int8.tflite")
+    int8_path = quantize.write_model(model, recipe.model_arch(), rep, meta, out_dir / f"{tag}-int8.tflite")
     x, before = eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed)
     x_lp, _ = eval_windows(c, test, meta, recipe, prior, copy=1, seed=recipe.seed)
     x_noise, _ = eval_windows(c, test, meta, recipe, prior, copy=0, seed=recipe.seed, noise_dbfs=NOISY_ROOM_DBFS)
@@ -615,7 +638,7 @@ def train_final(
     idx = np.flatnonzero(in_recipe(c, recipe))
     prior = prior_stats(c, idx)
     extra = {
-        "arch": recipe.arch,
+        "arch": recipe.model_arch(),
         "recipe": dataclasses.asdict(recipe),
         "recipe_hash": recipe.hash(),
         "version": "0.2.0",
@@ -626,13 +649,13 @@ def train_final(
     if cv_report:
         extra["cv"] = cv_summary(cv_report)
     meta = recipe.metadata(*prior, extra=extra)
-    sampler = Sampler(c, idx, meta, recipe, _device_stats(recipe, c, idx, prior), load_teachers(recipe, "final"))
-    model, _ = fit(recipe, sampler, verbose)
+    model, _, sampler = fit_members(recipe, c, idx, meta, _device_stats(recipe, c, idx, prior),
+                                    load_teachers(recipe, "final"), verbose)
     if float_path is not None:
         float_path.parent.mkdir(parents=True, exist_ok=True)
         model.save(float_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize.write_model(model, recipe.arch, _representative(sampler), meta, out_path)
+    quantize.write_model(model, recipe.model_arch(), _representative(sampler), meta, out_path)
     problems = quantize.check_int8(str(out_path))
     if problems:
         raise RuntimeError(f"{out_path}: not a clean full-int8 model: {problems}")

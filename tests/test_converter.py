@@ -189,12 +189,16 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     assert (tmp_path / "run" / "fold0-float.keras").exists() and (tmp_path / "run" / "final-float.keras").exists()
     r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
                         str(tmp_path / "student"), "--data", str(data_dir), "--set", "distill=0.7",
-                        f'teachers=["{tmp_path / "run"}"]', "train_seed=5", "swa_epochs=1", "swa_every=1"],
+                        f'teachers=["{tmp_path / "run"}"]', "train_seed=5", "swa_epochs=1", "swa_every=1", "members=2"],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    recipe = Classifier(tmp_path / "student" / "fold0-int8.tflite").meta.extra["recipe"]
+    student = Classifier(tmp_path / "student" / "fold0-int8.tflite")
+    recipe = student.meta.extra["recipe"]
     assert recipe["distill"] == 0.7 and recipe["teachers"] == [str(tmp_path / "run")] and recipe["train_seed"] == 5
-    assert json.loads((tmp_path / "student" / "fold0-history.json").read_text())["swa_snapshots"] == [3]
+    # two members in one int8 file, each trained (and weight-averaged) on its own
+    assert student.is_int8 and student.meta.extra["arch"] == "dscnn2x2"
+    history = json.loads((tmp_path / "student" / "fold0-history.json").read_text())
+    assert [h["swa_snapshots"] for h in history["members"]] == [[3], [3]]
     r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
                         str(tmp_path / "orphan"), "--data", str(data_dir), "--set", "distill=0.7",
                         f'teachers=["{tmp_path / "nowhere"}"]'], capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -287,3 +291,39 @@ def test_train_labels_keep_only_those_classes_and_refuse_unknown_names():
         cli._recipe(args)
     args.set = ['train_labels=["neutral","sad"]']
     assert cli._recipe(args).train_labels == ("neutral", "sad")
+    args.set = ["members=0"]
+    with pytest.raises(SystemExit, match="members=0: expected a whole number"):
+        cli._recipe(args)
+
+
+def crops_recipe_metadata(bands: int):
+    from converter import crops
+
+    return crops.CropRecipe(bands=bands, window_s=1.0, normalisation="window_mean").metadata()
+
+
+def test_members_average_into_one_int8_model(tmp_path):
+    """`members`: n networks averaged in one graph, rebuilt by name ("dscnn2x2") for conversion, and one
+    clean full-int8 file whose scores are the members' mean."""
+    from converter import architectures, quantize
+    from edge.model import Classifier, int8_problems
+
+    rng = np.random.default_rng(0)
+    meta = crops_recipe_metadata(bands=16)
+    members = [architectures.build("dscnn2_small", meta.frames, 16, 8) for _ in range(2)]
+    for m in members:  # distinct weights: the converter would share identical ones
+        m.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in m.get_weights()])
+    pair = architectures.averaged(members, "dscnn2_smallx2")
+    x = rng.standard_normal((16, meta.frames, 16)).astype(np.float32)
+    mean = np.mean([m.predict(x[..., None], verbose=0) for m in members], axis=0)
+    assert np.allclose(pair.predict(x[..., None], verbose=0), mean, atol=1e-6)
+    with pytest.raises(ValueError, match="averaged n times"):
+        architectures.build("dscnn2_smallxtwo", meta.frames, 16, 8)
+
+    path = quantize.write_model(pair, "dscnn2_smallx2", x, meta, tmp_path / "pair.tflite")
+    assert int8_problems(path) == []
+    single = quantize.write_model(members[0], "dscnn2_small", x, meta, tmp_path / "one.tflite")
+    assert 1.8 < path.stat().st_size / single.stat().st_size < 2.1
+    clf = Classifier(path)
+    got = np.array([clf.predict(w) for w in x])
+    assert np.abs(got - mean).max() < 0.02  # int8 against the float mean (a step is 1/256)

@@ -1,15 +1,18 @@
 """Compare crop-recipe CV runs on the folds they all finished, pooled: the same held-out utterances.
 
-    python tools/compare_runs.py docs/results/v2a-rt runs/v2g-share [--key int8]
+    python tools/compare_runs.py docs/results/v2a-rt runs/v2g-share [--key int8] [--ensemble]
 
 Prints one Markdown row per run: folds, clip / centred / any-alignment UAR, men / women (clip), the
 recall of the weakest classes, and each fold's clip UAR. Per-fold reports (cv.md) pool whatever folds a
-run has; this pools only the folds every run has, so two runs are compared on the same voices.
+run has; this pools only the folds every run has, so two runs are compared on the same voices. --ensemble adds a
+row for the runs' mean probability per window (members of one recipe that differ in train_seed), and one
+for every pair of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -26,20 +29,33 @@ def folds_of(run: Path) -> set[int]:
     return {int(f.name[4 : f.name.index("-")]) for f in run.glob("fold*-predictions.npz")}
 
 
-def pooled(run: Path, folds: list[int], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    """test indices, labels, window probabilities (utterances, alignments, classes), per-fold clip UAR."""
+def pooled(run: Path, folds: list[int], key: str) -> tuple:
+    """test indices, labels, window probabilities (utterances, alignments, classes), per-fold clip UAR,
+    per-fold utterance counts."""
     tests, ys, ps, per_fold = [], [], [], []
     for k in folds:
         d = np.load(run / f"fold{k}-predictions.npz")
         tests.append(d["test"]), ys.append(d["y"]), ps.append(d[key])
         per_fold.append(scores(d["y"], d[key], {})["clip"]["all"]["uar"])
-    return np.concatenate(tests), np.concatenate(ys), np.concatenate(ps), per_fold
+    return np.concatenate(tests), np.concatenate(ys), np.concatenate(ps), per_fold, [len(t) for t in tests]
+
+
+def ensemble_row(rows: list) -> tuple:
+    """The members' mean probability per window; the members must hold out the same utterances."""
+    _, test, y, _, _, sizes = rows[0]
+    if any(not np.array_equal(r[1], test) for r in rows):
+        raise SystemExit("--ensemble: the runs hold out different utterances (another fold seed?)")
+    pw = np.mean([r[3] for r in rows], axis=0)
+    ends = np.cumsum(sizes)
+    per_fold = [scores(y[e - n : e], pw[e - n : e], {})["clip"]["all"]["uar"] for n, e in zip(sizes, ends)]
+    return (f"ensemble of {' + '.join(Path(r[0]).name for r in rows)}", test, y, pw, per_fold, sizes)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--key", default="int8", help="int8, float, int8_lowpass or int8_noise60")
+    p.add_argument("--ensemble", action="store_true", help="also score the runs' mean probability (and every pair's)")
     p.add_argument("--data", default=os.environ.get("SER_DATA"))
     a = p.parse_args(argv)
     common = sorted(set.intersection(*(folds_of(r) for r in a.runs)))
@@ -51,13 +67,16 @@ def main(argv=None) -> int:
     print("| run | clip UAR | centred | any alignment | men / women (clip) | "
           + " | ".join(f"{w} recall" for w in weak) + " | clip UAR per fold |")
     print("|---|---|---|---|---|" + "---|" * len(weak) + "---|")
-    for run in a.runs:
-        test, y, pw, per_fold = pooled(run, common, a.key)
+    rows = [(str(run), *pooled(run, common, a.key)) for run in a.runs]
+    if a.ensemble:
+        groups = [rows] + (list(itertools.combinations(rows, 2)) if len(rows) > 2 else [])
+        rows += [ensemble_row(g) for g in groups]
+    for name, test, y, pw, per_fold, _ in rows:
         s = scores(y, pw, {"gender": gender[test]})
         clip = s["clip"]
         recall = [clip["all"]["per_class"][w]["recall"] for w in weak]
         mw = f"{clip['by_gender']['male']['uar']:.3f} / {clip['by_gender']['female']['uar']:.3f}"
-        print(f"| {run} | {clip['all']['uar']:.3f} | {s['centred']['all']['uar']:.3f} | "
+        print(f"| {name} | {clip['all']['uar']:.3f} | {s['centred']['all']['uar']:.3f} | "
               f"{s['any_alignment']['all']['uar']:.3f} | {mw} | " + " | ".join(f"{r:.2f}" for r in recall)
               + " | " + " ".join(f"{u:.3f}" for u in per_fold) + " |")
     return 0

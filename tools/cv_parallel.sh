@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 run_dir=$1
 shift
 folds=${FOLDS:-5}
-cores=${CORES:-$(nproc)}
+# getconf, not nproc: nproc counts OMP_NUM_THREADS=1 (set by callers for one thread) as one core
+cores=${CORES:-$(getconf _NPROCESSORS_ONLN)}
 bin=${SER_CONVERT:-.venv/bin/ser-convert}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_NUM_INTRAOP_THREADS=1
 mkdir -p "$run_dir"
