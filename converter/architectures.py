@@ -82,7 +82,14 @@ def dscnn2_small(frames, bands, n_classes, batch_size=None):
     return dscnn2(frames, bands, n_classes, widths=(24, 32, 48, 64, 96, 128), batch_size=batch_size)
 
 
-ARCHITECTURES = {"dscnn": dscnn, "cnn_lstm": cnn_lstm, "dscnn2": dscnn2, "dscnn2_small": dscnn2_small}
+def dscnn2_wide(frames, bands, n_classes, batch_size=None):
+    """dscnn2 with its last two blocks wider (192, 256): 1.7x the parameters where the positions are
+    fewest, so ~1.1x the inference time (bench) and ~125 KB int8."""
+    return dscnn2(frames, bands, n_classes, widths=(32, 48, 64, 96, 192, 256), batch_size=batch_size)
+
+
+ARCHITECTURES = {"dscnn": dscnn, "cnn_lstm": cnn_lstm, "dscnn2": dscnn2, "dscnn2_small": dscnn2_small,
+                 "dscnn2_wide": dscnn2_wide}
 
 
 def averaged(members: list, name: str) -> keras.Model:
