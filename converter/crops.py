@@ -570,7 +570,9 @@ def report_from_folds(recipe: CropRecipe, c: Corpus, folds, out_dir: Path) -> di
 
 def write_cv_report(r: dict, out_dir: Path) -> None:
     lines = [
-        f"# Cross-validation: {r['recipe']['arch']} (crop recipe {r['recipe_hash']})",
+        f"# Cross-validation: {r['recipe']['arch']}"
+        + (f" × {r['recipe']['members']} averaged" if r["recipe"].get("members", 1) > 1 else "")
+        + f" (crop recipe {r['recipe_hash']})",
         "",
         f"Split: {r['split']}. Folds scored: {len(r['folds_done'])} of {len(r['folds'])}. "
         f"Window {r['recipe']['window_s']} s, "
