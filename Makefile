@@ -22,7 +22,7 @@ test: debs $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-venv: $(STAMP)
+venv: debs $(STAMP)
 
 $(EDGE): pyproject.toml
 	$(PY) -m venv $(VENV)
