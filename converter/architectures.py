@@ -88,8 +88,29 @@ def dscnn2_wide(frames, bands, n_classes, batch_size=None):
     return dscnn2(frames, bands, n_classes, widths=(32, 48, 64, 96, 192, 256), batch_size=batch_size)
 
 
+def dscnn2_lstm(frames: int, bands: int, n_classes: int, widths=(32, 48, 64, 96, 128, 160), units: int = 64,
+                dropout: float = 0.3, batch_size: int | None = None) -> keras.Model:
+    """A CRNN on dscnn2's blocks: the same convolutions, then an LSTM reads the frequency-averaged
+    feature sequence (19 steps for 3 s) and its last state joins the mean and max pooling. The LSTM
+    sees how the voice moves over the window, which pooling throws away; a 1x1 projection to `units`
+    first keeps it small (~96k parameters). Fused to one int8 UNIDIRECTIONAL_SEQUENCE_LSTM."""
+    inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
+    x = _conv_bn_relu(inp, widths[0], (3, 3), (2, 2))
+    for i, w in enumerate(widths[1:]):
+        x = _ds_block(x, w, (2, 2) if i in (0, 1, 3) else (1, 1))
+    pooled = [layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)]
+    seq = _conv_bn_relu(x, units, (1, 1))
+    seq = layers.AveragePooling2D((1, seq.shape[2]), name="over_frequency")(seq)
+    seq = layers.Reshape((seq.shape[1], units))(seq)
+    seq = layers.LSTM(units)(seq)
+    x = layers.Concatenate()(pooled + [seq])
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="dscnn2_lstm")
+
+
 ARCHITECTURES = {"dscnn": dscnn, "cnn_lstm": cnn_lstm, "dscnn2": dscnn2, "dscnn2_small": dscnn2_small,
-                 "dscnn2_wide": dscnn2_wide}
+                 "dscnn2_wide": dscnn2_wide, "dscnn2_lstm": dscnn2_lstm}
 
 
 def averaged(members: list, name: str) -> keras.Model:

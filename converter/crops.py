@@ -30,7 +30,7 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 
 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
-                "swa_every": 50, "train_labels": (), "members": 1}
+                "swa_every": 50, "train_labels": (), "members": 1, "distill_temperature": 1.0}
 
 
 @dataclass
@@ -70,6 +70,11 @@ class CropRecipe:
     # `distill` is the teachers' mean probability's share of every window's target, the rest the label
     teachers: tuple = ()
     distill: float = 0.0
+    # above 1: Hinton's distillation instead. Teachers' and student's probabilities are both softened
+    # (p^(1/T), renormalised), the student matches the teachers' softened mean with weight distill * T^2
+    # and the label with 1 - distill; at T = 1 the teachers' small probabilities, where the dark
+    # knowledge is, barely count
+    distill_temperature: float = 1.0
     # stochastic weight averaging: after the cosine schedule, `swa_epochs` more epochs at the constant
     # rate `swa_lr`, the weights averaged every `swa_every` steps (then BatchNorm's statistics recomputed
     # for the averaged weights). An ensemble's variance reduction in one model of the same size
@@ -294,8 +299,11 @@ class Sampler:
             y = lam * y + (1 - lam) * y[perm]
         x = x[..., None]
         if self.teachers:  # the teachers see exactly this window; their mean probability is the soft label
-            soft = np.mean([t(x, training=False).numpy() for t in self.teachers], axis=0)
-            y = (1.0 - r.distill) * y + r.distill * soft.astype(np.float32)
+            probs = [t(x, training=False).numpy() for t in self.teachers]
+            if r.distill_temperature != 1.0:  # the label and the softened teachers, side by side (kd_loss)
+                soft = np.mean([soften(p, r.distill_temperature) for p in probs], axis=0)
+                return x, np.concatenate([y, soft.astype(np.float32)], axis=1)
+            y = (1.0 - r.distill) * y + r.distill * np.mean(probs, axis=0).astype(np.float32)
         return x, y
 
     def __iter__(self):
@@ -305,6 +313,27 @@ class Sampler:
 
 # --------------------------------------------------------------------------------------------------
 # Training
+
+
+def soften(p: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities at a temperature: softmax(log p / T), from probabilities (the models end in softmax)."""
+    z = np.log(np.maximum(p, 1e-8)) / temperature
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def kd_loss(n_classes: int, temperature: float, distill: float):
+    """Targets [label | softened teachers] -> (1 - distill) * CE(label) + distill * T^2 * CE(soft, student at T)."""
+    tf = architectures.tf
+
+    def loss(y, p):
+        label, soft = y[:, :n_classes], y[:, n_classes:]
+        log_p = tf.math.log(tf.maximum(p, 1e-8))
+        hard = -tf.reduce_sum(label * log_p, axis=-1)
+        student_t = tf.nn.log_softmax(log_p / temperature, axis=-1)
+        return (1.0 - distill) * hard - distill * temperature**2 * tf.reduce_sum(soft * student_t, axis=-1)
+
+    return loss
 
 
 def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
@@ -320,11 +349,15 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
     if recipe.swa_epochs:
         lr = _ThenConstant(lr, cosine_steps, recipe.swa_lr)
         callbacks = [_WeightAverage(after_step=cosine_steps, every=recipe.swa_every)]
-    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=tf.keras.losses.CategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    n = len(LABELS)
+    if sampler.teachers and recipe.distill_temperature != 1.0:
+        loss, width, metrics = kd_loss(n, recipe.distill_temperature, recipe.distill), 2 * n, []
+    else:
+        loss, width, metrics = tf.keras.losses.CategoricalCrossentropy(), n, ["accuracy"]
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
     ds = tf.data.Dataset.from_generator(
         lambda: iter(sampler), output_signature=(tf.TensorSpec((None, sampler.frames, recipe.bands, 1), tf.float32),
-                                                 tf.TensorSpec((None, len(LABELS)), tf.float32))).prefetch(4)
+                                                 tf.TensorSpec((None, width), tf.float32))).prefetch(4)
     hist = model.fit(ds, steps_per_epoch=steps, epochs=recipe.epochs + recipe.swa_epochs, verbose=verbose,
                      validation_data=val, callbacks=callbacks)
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}

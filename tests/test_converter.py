@@ -189,12 +189,14 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     assert (tmp_path / "run" / "fold0-float.keras").exists() and (tmp_path / "run" / "final-float.keras").exists()
     r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
                         str(tmp_path / "student"), "--data", str(data_dir), "--set", "distill=0.7",
-                        f'teachers=["{tmp_path / "run"}"]', "train_seed=5", "swa_epochs=1", "swa_every=1", "members=2"],
+                        f'teachers=["{tmp_path / "run"}"]', "train_seed=5", "swa_epochs=1", "swa_every=1", "members=2",
+                        "distill_temperature=3"],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     student = Classifier(tmp_path / "student" / "fold0-int8.tflite")
     recipe = student.meta.extra["recipe"]
     assert recipe["distill"] == 0.7 and recipe["teachers"] == [str(tmp_path / "run")] and recipe["train_seed"] == 5
+    assert recipe["distill_temperature"] == 3
     # two members in one int8 file, each trained (and weight-averaged) on its own
     assert student.is_int8 and student.meta.extra["arch"] == "dscnn2x2"
     history = json.loads((tmp_path / "student" / "fold0-history.json").read_text())
@@ -327,3 +329,42 @@ def test_members_average_into_one_int8_model(tmp_path):
     clf = Classifier(path)
     got = np.array([clf.predict(w) for w in x])
     assert np.abs(got - mean).max() < 0.02  # int8 against the float mean (a step is 1/256)
+
+
+def test_distillation_at_a_temperature_softens_and_weighs_like_hinton():
+    """soften keeps the ranking and flattens; kd_loss is the label's cross-entropy at distill=0, and at
+    distill=1 it is smallest where the student's softened probabilities equal the teachers'."""
+    from converter import crops
+
+    tf = crops.architectures.tf
+    p = np.array([[0.7, 0.2, 0.05, 0.05]])
+    assert np.allclose(crops.soften(p, 1.0), p)
+    hot = crops.soften(p, 3.0)
+    assert np.allclose(hot.sum(), 1) and np.argmax(hot) == 0 and hot.max() < 0.7 and hot.min() > 0.05
+    label = np.array([[0.0, 1.0, 0.0, 0.0]], np.float32)
+    y = np.concatenate([label, hot.astype(np.float32)], axis=1)
+    ce = float(-np.log(p[0, 1]))
+    assert np.isclose(float(crops.kd_loss(4, 3.0, 0.0)(y, tf.constant(p, tf.float32))[0]), ce, rtol=1e-5)
+    kd = crops.kd_loss(4, 3.0, 1.0)
+    at_teacher = float(kd(y, tf.constant(p, tf.float32))[0])
+    for other in ([0.4, 0.4, 0.1, 0.1], [0.9, 0.05, 0.03, 0.02], [0.25, 0.25, 0.25, 0.25]):
+        assert float(kd(y, tf.constant([other], tf.float32))[0]) > at_teacher
+
+
+def test_the_crnn_converts_to_one_fused_int8_lstm_that_follows_the_float_model(tmp_path):
+    """dscnn2_lstm: the LSTM becomes one int8 UNIDIRECTIONAL_SEQUENCE_LSTM (no float island, loads in
+    tflite-runtime 2.14's op versions), and the int8 scores stay close to the float model's."""
+    from converter import architectures, quantize
+    from edge.model import Classifier, int8_problems, read_model_file
+
+    rng = np.random.default_rng(0)
+    meta = crops_recipe_metadata(bands=16)
+    model = architectures.build("dscnn2_lstm", meta.frames, 16, 8)
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    x = rng.standard_normal((16, meta.frames, 16)).astype(np.float32)
+    path = quantize.write_model(model, "dscnn2_lstm", x, meta, tmp_path / "crnn.tflite")
+    assert int8_problems(path) == []
+    assert [op.name for op in read_model_file(path).ops].count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1
+    want = model.predict(x[..., None], verbose=0)
+    got = np.array([Classifier(path).predict(w) for w in x])
+    assert np.abs(got - want).max() < 0.05
