@@ -10,6 +10,8 @@
     python tools/stream_tune.py grid --captures runs/tune/stream-fold0-stream.npz runs/tune/nonspeech-*.npz \\
         --max-per-hour 1
     python tools/stream_tune.py score --captures ... --set alpha=0.3 min_duration_s=0.5 voice_threshold=0.6
+    # how far any smoothing could go: each segment's windows pooled by a perfect segmenter
+    python tools/stream_tune.py bound --captures runs/tune/stream-fold*-stream.npz
 
 The window scores do not depend on [smoothing] (the gate, the voice check and the device's running
 statistics never look at events), so one pass of the real pipeline per stream is enough: `capture`
@@ -134,6 +136,27 @@ def evaluate(caps: list[dict], s: SmoothingSettings, voice_threshold: float = 0.
     return out
 
 
+def bound(cap: dict) -> dict:
+    """What no [smoothing] setting can beat on one CV stream. Per segment, the speech windows that saw it
+    (those ending in the score's response span): reached = any window reached the model (gate and voice
+    check); each window's top-1 alone; and their mean probability's top-1 (a perfect segmenter that
+    knows where each utterance starts and ends, then averages). The events are scored on the same
+    spans, so `pooled` is the ceiling of the fraction right for this model on this stream."""
+    labels, window_s = cap["labels"], cap["window_s"]
+    offsets, scores = cap["offsets"], cap["scores"]
+    speech = np.isfinite(scores[:, 0])
+    reached, pooled, windows = [], [], []
+    for s in cap["segments"]:
+        seen = speech & (offsets > s["start_s"] + 0.5) & (offsets <= s["end_s"] + window_s / 2)
+        y = labels.index(s["label"])
+        reached.append(bool(seen.any()))
+        pooled.append(bool(seen.any()) and int(np.argmax(scores[seen].mean(axis=0))) == y)
+        windows += list(np.argmax(scores[seen], axis=1) == y)
+    n_reached = max(1, sum(reached))
+    return {"reached": float(np.mean(reached)), "window_right": float(np.mean(windows)),
+            "pooled_right": float(np.mean(pooled)), "pooled_right_of_reached": sum(pooled) / n_reached}
+
+
 def parse_set(items) -> tuple[dict, float]:
     """KEY=VALUE of [smoothing], and [gate] voice_threshold."""
     types = {f.name: f.type for f in fields(SmoothingSettings)}
@@ -168,6 +191,8 @@ def main(argv=None) -> int:
     c.add_argument("--model", required=True)
     c.add_argument("--out-dir", required=True, help="one <folder>-<name>.npz per recording")
     c.add_argument("--config")
+    b = sub.add_parser("bound")
+    b.add_argument("--captures", nargs="+", required=True, help="CV stream captures")
     for name in ("grid", "score"):
         g = sub.add_parser(name)
         g.add_argument("--captures", nargs="+", required=True, help="CV streams and non-speech recordings")
@@ -182,6 +207,12 @@ def main(argv=None) -> int:
             print(out, json.dumps(capture(w, Path(a.model), out, a.config)), flush=True)
         return 0
     caps = [load(Path(f)) for f in a.captures]
+    if a.cmd == "bound":
+        rows = [bound(cap) for cap in caps if cap["segments"]]
+        for cap, r in zip(caps, rows):
+            print(cap["name"], json.dumps({k: round(v, 3) for k, v in r.items()}))
+        print("mean", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]}))
+        return 0
     base, voice = parse_set(a.set)
     if a.cmd == "score":
         print(line({**base, "voice_threshold": voice}, evaluate(caps, replace(SmoothingSettings(), **base), voice)))

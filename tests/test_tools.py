@@ -1,0 +1,29 @@
+"""The measurement tools' own arithmetic (tools/ are scripts; their numbers go into docs/RESULTS.md)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.stream_tune import bound  # noqa: E402
+
+
+def test_stream_bound_pools_each_segments_windows_and_counts_unreached_segments_as_wrong():
+    labels = ["neutral", "happy", "sad"]
+    nan = [np.nan] * 3
+    # windows end every 0.5 s; a 1 s window "sees" a segment when it ends in (start + 0.5, end + 0.5]
+    offsets = np.arange(0.5, 10.01, 0.5)
+    scores = np.array([nan] * len(offsets), np.float32)
+    # segment 1, 1-3 s, happy: windows at 2.0 .. 3.5; two say sad weakly, two say happy strongly
+    for t, p in ((2.0, [0.1, 0.2, 0.7]), (2.5, [0.1, 0.2, 0.7]), (3.0, [0.0, 1.0, 0.0]), (3.5, [0.0, 1.0, 0.0])):
+        scores[np.isclose(offsets, t)] = p
+    # segment 2, 5-7 s, sad: gated (no window reached the model)
+    cap = {"labels": labels, "window_s": 1.0, "offsets": offsets, "scores": scores,
+           "segments": [{"start_s": 1.0, "end_s": 3.0, "label": "happy"},
+                        {"start_s": 5.0, "end_s": 7.0, "label": "sad"}]}
+    r = bound(cap)
+    assert r["reached"] == 0.5
+    assert r["window_right"] == 0.5  # two of segment 1's four windows
+    assert r["pooled_right"] == 0.5 and r["pooled_right_of_reached"] == 1.0  # the mean says happy
