@@ -253,7 +253,9 @@ class Sampler:
     def __init__(self, c: Corpus, idx: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, stats: dict | None,
                  teachers: list | None = None):
         self.c, self.idx, self.meta, self.r, self.stats = c, idx, meta, recipe, stats
-        self.teachers = teachers or []
+        # compiled once (one batch shape): called eagerly, two teachers' forward passes took longer
+        # than the student's training step
+        self.teachers = [architectures.tf.function(lambda x, t=t: t(x, training=False)) for t in teachers or []]
         self.p = sampling_weights(c.corpus[idx], c.y[idx], c.gender[idx], dict(recipe.corpus_share))
         self.rng = np.random.default_rng(recipe.training_seed() + 7)
         self.frames = meta.frames
@@ -299,7 +301,7 @@ class Sampler:
             y = lam * y + (1 - lam) * y[perm]
         x = x[..., None]
         if self.teachers:  # the teachers see exactly this window; their mean probability is the soft label
-            probs = [t(x, training=False).numpy() for t in self.teachers]
+            probs = [t(x).numpy() for t in self.teachers]
             if r.distill_temperature != 1.0:  # the label and the softened teachers, side by side (kd_loss)
                 soft = np.mean([soften(p, r.distill_temperature) for p in probs], axis=0)
                 return x, np.concatenate([y, soft.astype(np.float32)], axis=1)
