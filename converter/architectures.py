@@ -61,6 +61,15 @@ def cnn_lstm(frames: int, bands: int, n_classes: int, channels: int = 32, lstm_u
     return keras.Model(inp, out, name="cnn_lstm")
 
 
+def _dscnn2_blocks(inp, widths):
+    """dscnn2's convolutions: a strided full convolution, then depthwise-separable blocks."""
+    x = _conv_bn_relu(inp, widths[0], (3, 3), (2, 2))
+    for i, w in enumerate(widths[1:]):
+        # most blocks at 1/8 and 1/16 resolution: few MACs
+        x = _ds_block(x, w, (2, 2) if i in (0, 1, 3) else (1, 1))
+    return x
+
+
 def dscnn2(frames: int, bands: int, n_classes: int, widths=(32, 48, 64, 96, 128, 160), dropout: float = 0.3,
            batch_size: int | None = None) -> keras.Model:
     """The wider MobileNet-style model: a strided full convolution, then depthwise-separable blocks
@@ -68,10 +77,7 @@ def dscnn2(frames: int, bands: int, n_classes: int, widths=(32, 48, 64, 96, 128,
     few, so MACs stay low: ~9 M for 3 s x 64 bands); then mean and max over time and frequency,
     concatenated (a cheap pooling that keeps a short strong cue, which plain averaging dilutes)."""
     inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
-    x = _conv_bn_relu(inp, widths[0], (3, 3), (2, 2))
-    for i, w in enumerate(widths[1:]):
-        # most blocks at 1/8 and 1/16 resolution: few MACs
-        x = _ds_block(x, w, (2, 2) if i in (0, 1, 3) else (1, 1))
+    x = _dscnn2_blocks(inp, widths)
     x = layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
     x = layers.Dropout(dropout)(x)
     out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
@@ -95,9 +101,7 @@ def dscnn2_lstm(frames: int, bands: int, n_classes: int, widths=(32, 48, 64, 96,
     sees how the voice moves over the window, which pooling throws away; a 1x1 projection to `units`
     first keeps it small (~96k parameters). Fused to one int8 UNIDIRECTIONAL_SEQUENCE_LSTM."""
     inp = keras.Input((frames, bands, 1), batch_size=batch_size, name="features")
-    x = _conv_bn_relu(inp, widths[0], (3, 3), (2, 2))
-    for i, w in enumerate(widths[1:]):
-        x = _ds_block(x, w, (2, 2) if i in (0, 1, 3) else (1, 1))
+    x = _dscnn2_blocks(inp, widths)
     pooled = [layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)]
     seq = _conv_bn_relu(x, units, (1, 1))
     seq = layers.AveragePooling2D((1, seq.shape[2]), name="over_frequency")(seq)

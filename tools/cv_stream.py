@@ -85,11 +85,16 @@ def event_spans(events: list[dict]) -> list[tuple[float, float, str]]:
     return spans
 
 
+def response_span(segment: dict, window_s: float) -> tuple[float, float]:
+    """Where the windows that saw a segment end: from 0.5 s into it to half a window after it."""
+    return segment["start_s"] + 0.5, segment["end_s"] + window_s / 2
+
+
 def score(segments: list[dict], spans, window_s: float) -> dict:
     right = covered = 0
     per_label: dict[str, list[int]] = {}
     for s in segments:
-        lo, hi = s["start_s"] + 0.5, s["end_s"] + window_s / 2  # where windows that saw it end
+        lo, hi = response_span(s, window_s)
         best, best_overlap = None, 0.0
         for a, b, emotion in spans:
             overlap = min(b, hi) - max(a, lo)

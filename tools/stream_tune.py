@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.config import SmoothingSettings  # noqa: E402
 from edge.pipeline import EventTracker, Smoother, decide  # noqa: E402
-from tools.cv_stream import event_spans, score  # noqa: E402
+from tools.cv_stream import event_spans, response_span, score  # noqa: E402
 from tools.nonspeech import pipeline, run, segments_reached  # noqa: E402
 
 # the grid `grid` searches; every other setting stays at its default
@@ -147,7 +147,8 @@ def bound(cap: dict) -> dict:
     speech = np.isfinite(scores[:, 0])
     reached, pooled, windows = [], [], []
     for s in cap["segments"]:
-        seen = speech & (offsets > s["start_s"] + 0.5) & (offsets <= s["end_s"] + window_s / 2)
+        lo, hi = response_span(s, window_s)
+        seen = speech & (offsets > lo) & (offsets <= hi)
         y = labels.index(s["label"])
         reached.append(bool(seen.any()))
         pooled.append(bool(seen.any()) and int(np.argmax(scores[seen].mean(axis=0))) == y)
