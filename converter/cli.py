@@ -33,6 +33,13 @@ def _recipe(args):
             changes[key] = value
     if "corpora" in changes:
         changes["corpora"] = tuple(changes["corpora"])
+    if "transfer_corpora" in changes:
+        from .crops import ALL_CORPORA
+
+        wrong = sorted(set(changes["transfer_corpora"]) - set(ALL_CORPORA))
+        if wrong:
+            sys.exit(f"ser-convert: transfer_corpora: no corpus {wrong[0]!r}; expected some of {list(ALL_CORPORA)}")
+        changes["transfer_corpora"] = tuple(changes["transfer_corpora"])
     if "train_labels" in changes:
         from .corpora import LABELS
 

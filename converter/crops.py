@@ -30,7 +30,8 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 
 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
-                "swa_every": 50, "train_labels": (), "members": 1, "distill_temperature": 1.0}
+                "swa_every": 50, "train_labels": (), "members": 1, "distill_temperature": 1.0,
+                "transfer_corpora": ()}
 
 
 @dataclass
@@ -75,6 +76,10 @@ class CropRecipe:
     # and the label with 1 - distill; at T = 1 the teachers' small probabilities, where the dark
     # knowledge is, barely count
     distill_temperature: float = 1.0
+    # corpora the student also draws from with the teachers' probability as the whole target (their labels
+    # unused; give them a corpus_share). The teachers never trained on them, so there (and on mixup's
+    # blends) their ensemble differs from each member: the function an ensemble is, shown where it matters
+    transfer_corpora: tuple = ()
     # stochastic weight averaging: after the cosine schedule, `swa_epochs` more epochs at the constant
     # rate `swa_lr`, the weights averaged every `swa_every` steps (then BatchNorm's statistics recomputed
     # for the averaged weights). An ensemble's variance reduction in one model of the same size
@@ -257,6 +262,7 @@ class Sampler:
         # than the student's training step
         self.teachers = [architectures.tf.function(lambda x, t=t: t(x, training=False)) for t in teachers or []]
         self.p = sampling_weights(c.corpus[idx], c.y[idx], c.gender[idx], dict(recipe.corpus_share))
+        self.transfer = np.isin(c.corpus, recipe.transfer_corpora)  # per utterance: the teachers' target only
         self.rng = np.random.default_rng(recipe.training_seed() + 7)
         self.frames = meta.frames
         self.noise = noise_power(meta.features) if recipe.noise_floor_p else None
@@ -293,19 +299,21 @@ class Sampler:
         x = np.stack([self.window(i, rng) for i in pick])
         y = np.full((len(pick), len(LABELS)), r.label_smoothing / len(LABELS), np.float32)
         y[np.arange(len(pick)), self.c.y[pick]] += 1.0 - r.label_smoothing
+        w = np.where(self.transfer[pick], 1.0, r.distill).astype(np.float32)[:, None]  # the teachers' share
         if r.mixup and rng.random() < r.mixup:
             lam = rng.beta(0.4, 0.4, size=(len(pick), 1)).astype(np.float32)
             lam = np.maximum(lam, 1 - lam)  # the first sample stays the main one
             perm = rng.permutation(len(pick))
             x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]
             y = lam * y + (1 - lam) * y[perm]
+            w = lam * w + (1 - lam) * w[perm]
         x = x[..., None]
         if self.teachers:  # the teachers see exactly this window; their mean probability is the soft label
             probs = [t(x).numpy() for t in self.teachers]
             if r.distill_temperature != 1.0:  # the label and the softened teachers, side by side (kd_loss)
                 soft = np.mean([soften(p, r.distill_temperature) for p in probs], axis=0)
                 return x, np.concatenate([y, soft.astype(np.float32)], axis=1)
-            y = (1.0 - r.distill) * y + r.distill * np.mean(probs, axis=0).astype(np.float32)
+            y = (1.0 - w) * y + w * np.mean(probs, axis=0).astype(np.float32)
         return x, y
 
     def __iter__(self):
@@ -514,6 +522,16 @@ def load_teachers(recipe: CropRecipe, tag: str) -> list:
     return [architectures.tf.keras.models.load_model(p, compile=False) for p in paths]
 
 
+def with_transfer(recipe: CropRecipe, c: Corpus, train: np.ndarray) -> np.ndarray:
+    """The training utterances and, for a student, the transfer corpora's (recipe.transfer_corpora)."""
+    if not recipe.transfer_corpora:
+        return train
+    if not recipe.teachers or not recipe.distill or recipe.distill_temperature != 1.0:
+        raise SystemExit("transfer_corpora needs teachers, distill > 0 and distill_temperature 1")
+    extra = np.flatnonzero(np.isin(c.corpus, recipe.transfer_corpora) & ~np.isin(c.corpus, recipe.corpora))
+    return np.concatenate([train, extra])
+
+
 def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray, out_dir: Path, tag: str,
              verbose: int = 2) -> dict:
     """Train on `train`, score `test` (float and int8; clean and 4 kHz low-pass). Returns predictions."""
@@ -521,7 +539,8 @@ def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray,
     prior = prior_stats(c, train)
     meta = recipe.metadata(*prior, extra={"arch": recipe.model_arch(), "recipe": dataclasses.asdict(recipe),
                                           "recipe_hash": recipe.hash(), "fold": tag})
-    model, hist, sampler = fit_members(recipe, c, train, meta, _device_stats(recipe, c, train, prior),
+    pool = with_transfer(recipe, c, train)  # the prior stays the labelled training set's
+    model, hist, sampler = fit_members(recipe, c, pool, meta, _device_stats(recipe, c, pool, prior),
                                        load_teachers(recipe, tag), verbose)
     model.save(out_dir / f"{tag}-float.keras")  # a teacher for a later distillation
     rep = _representative(sampler)
@@ -686,7 +705,8 @@ def train_final(
     if cv_report:
         extra["cv"] = cv_summary(cv_report)
     meta = recipe.metadata(*prior, extra=extra)
-    model, _, sampler = fit_members(recipe, c, idx, meta, _device_stats(recipe, c, idx, prior),
+    pool = with_transfer(recipe, c, idx)
+    model, _, sampler = fit_members(recipe, c, pool, meta, _device_stats(recipe, c, pool, prior),
                                     load_teachers(recipe, "final"), verbose)
     if float_path is not None:
         float_path.parent.mkdir(parents=True, exist_ok=True)

@@ -368,3 +368,52 @@ def test_the_crnn_converts_to_one_fused_int8_lstm_that_follows_the_float_model(t
     want = model.predict(x[..., None], verbose=0)
     got = np.array([Classifier(path).predict(w) for w in x])
     assert np.abs(got - want).max() < 0.05
+
+
+def test_transfer_corpora_take_only_the_teachers_target_and_need_teachers():
+    """A student's transfer utterances (recipe.transfer_corpora) are drawn like any other but their target
+    is the teachers' probability alone, also inside a mixup blend; labelled ones keep 1 - distill of the
+    label. Without teachers the setting is refused, and an unknown corpus is refused by name."""
+    import argparse
+    import dataclasses
+
+    from converter import cli, crops
+
+    class Teacher:  # what a compiled teacher returns: a tensor with .numpy()
+        def __call__(self, x):
+            return self
+
+        def numpy(self):
+            return np.full((6, len(LABELS)), 1 / len(LABELS), np.float32)
+
+    y = np.array([0, 3, 4, 0, 3, 4])
+    c = crops.Corpus(utts=[], sp=None, y=y, speaker=np.arange(6), gender=np.zeros(6),
+                     corpus=np.array(["ravdess"] * 3 + ["nemo"] * 3))
+    recipe = crops.CropRecipe(corpora=("ravdess",), transfer_corpora=("nemo",), teachers=("t",), distill=0.5,
+                              label_smoothing=0.0, mixup=0.0, batch_size=6,
+                              corpus_share=(("ravdess", 0.5), ("nemo", 0.5)))
+    assert crops.with_transfer(recipe, c, np.arange(3)).tolist() == [0, 1, 2, 3, 4, 5]
+    s = object.__new__(crops.Sampler)
+    s.c, s.r, s.idx, s.frames, s.teachers = c, recipe, np.arange(6), 4, [Teacher()]
+    s.p, s.rng, s.transfer = np.full(6, 1 / 6), np.random.default_rng(0), np.isin(c.corpus, ["nemo"])
+    # a window that says which utterance it is (column 0) and whether it is a transfer one (column 1)
+    s.window = lambda i, rng: np.stack([np.full(4, float(i)), np.full(4, float(i >= 3)), np.zeros(4)], 1)
+    x, target = s.batch()
+    for row, t in zip(x[:, 0, 0, 0].astype(int), target):
+        expected = np.full(len(LABELS), 1 / len(LABELS))
+        if c.corpus[row] == "ravdess":
+            expected = 0.5 * expected + 0.5 * np.eye(len(LABELS))[y[row]]
+        assert np.allclose(t, expected)
+    # mixup: a blend's teacher share is the blend of its two rows' shares, and targets still sum to one
+    s.r = dataclasses.replace(recipe, mixup=1.0)
+    x, target = s.batch()
+    assert np.allclose(target.sum(1), 1.0)
+    only_transfer = np.flatnonzero(np.isclose(x[:, 0, 1, 0], 1.0))  # both halves of the blend from nemo
+    assert len(only_transfer) and all(np.allclose(target[k], 1 / len(LABELS)) for k in only_transfer)
+
+    with pytest.raises(SystemExit, match="transfer_corpora needs teachers"):
+        crops.with_transfer(crops.CropRecipe(transfer_corpora=("nemo",)), c, np.arange(3))
+    assert crops.CropRecipe(transfer_corpora=()).hash() == crops.CropRecipe().hash()
+    args = argparse.Namespace(recipe="v2", set=['transfer_corpora=["nemo","klingon"]'])
+    with pytest.raises(SystemExit, match="transfer_corpora: no corpus 'klingon'"):
+        cli._recipe(args)
