@@ -27,3 +27,19 @@ def test_stream_bound_pools_each_segments_windows_and_counts_unreached_segments_
     assert r["reached"] == 0.5
     assert r["window_right"] == 0.5  # two of segment 1's four windows
     assert r["pooled_right"] == 0.5 and r["pooled_right_of_reached"] == 1.0  # the mean says happy
+
+
+def test_compare_runs_agreement_with_teachers_counts_matching_top_labels(tmp_path, data_dir, capsys):
+    from tools import compare_runs
+
+    rng = np.random.default_rng(0)
+    test, y = np.arange(10), rng.integers(0, 8, 10)
+    teacher = rng.dirichlet(np.ones(8), size=(10, 5))
+    student = teacher.copy()
+    student[:5] = np.roll(student[:5], 1, axis=-1)  # half the utterances: every window's top label moves
+    for name, p in (("teacher", teacher), ("student", student)):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "fold0-predictions.npz", test=test, y=y, int8=p)
+    assert compare_runs.main([str(tmp_path / "student"), "--teachers", str(tmp_path / "teacher"),
+                              "--data", str(data_dir)]) == 0
+    assert f"| {tmp_path / 'student'} | 0.500 | 0.500 |" in capsys.readouterr().out

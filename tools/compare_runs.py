@@ -6,7 +6,9 @@ Prints one Markdown row per run: folds, clip / centred / any-alignment UAR, men 
 recall of the weakest classes, and each fold's clip UAR. Per-fold reports (cv.md) pool whatever folds a
 run has; this pools only the folds every run has, so two runs are compared on the same voices. --ensemble adds a
 row for the runs' mean probability per window (members of one recipe that differ in train_seed), and one
-for every pair of them.
+for every pair of them. --teachers RUN... adds each run's top-1 agreement with those runs' mean probability
+(every window, and per clip) on the same held-out utterances: how much of an ensemble's function a
+distilled student took over where it was never trained.
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--key", default="int8", help="int8, float, int8_lowpass or int8_noise60")
     p.add_argument("--ensemble", action="store_true", help="also score the runs' mean probability (and every pair's)")
+    p.add_argument("--teachers", nargs="+", type=Path, default=[], help="runs whose mean each run is compared with")
     p.add_argument("--data", default=os.environ.get("SER_DATA"))
     a = p.parse_args(argv)
-    common = sorted(set.intersection(*(folds_of(r) for r in a.runs)))
+    common = sorted(set.intersection(*(folds_of(r) for r in [*a.runs, *a.teachers])))
     if not common:
         raise SystemExit("no fold is finished in every run")
     gender = np.array([u.gender for u in load_corpora(a.data, ALL_CORPORA)])  # the index space of `test`
@@ -75,10 +78,20 @@ def main(argv=None) -> int:
         s = scores(y, pw, {"gender": gender[test]})
         clip = s["clip"]
         recall = [clip["all"]["per_class"][w]["recall"] for w in weak]
-        mw = f"{clip['by_gender']['male']['uar']:.3f} / {clip['by_gender']['female']['uar']:.3f}"
+        mw = " / ".join(f"{clip['by_gender'].get(g, {}).get('uar', float('nan')):.3f}" for g in ("male", "female"))
         print(f"| {name} | {clip['all']['uar']:.3f} | {s['centred']['all']['uar']:.3f} | "
               f"{s['any_alignment']['all']['uar']:.3f} | {mw} | " + " | ".join(f"{r:.2f}" for r in recall)
               + " | " + " ".join(f"{u:.3f}" for u in per_fold) + " |")
+    if a.teachers:
+        teachers = ensemble_row([(str(t), *pooled(t, common, a.key)) for t in a.teachers])
+        print(f"\nTop-1 agreement with the mean of {', '.join(map(str, a.teachers))} ({a.key}):\n")
+        print("| run | every window | per clip |\n|---|---|---|")
+        for name, test, _, pw, _, _ in rows:
+            if not np.array_equal(test, teachers[1]):
+                raise SystemExit("--teachers: the runs hold out different utterances (another fold seed?)")
+            win = np.mean(pw.argmax(-1) == teachers[3].argmax(-1))
+            clip = np.mean(pw.mean(1).argmax(-1) == teachers[3].mean(1).argmax(-1))
+            print(f"| {name} | {win:.3f} | {clip:.3f} |")
     return 0
 
 
