@@ -31,7 +31,7 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
                 "swa_every": 50, "train_labels": (), "members": 1, "distill_temperature": 1.0,
-                "transfer_corpora": ()}
+                "transfer_corpora": (), "soft_targets": "", "soft_share": 0.0}
 
 
 @dataclass
@@ -80,6 +80,11 @@ class CropRecipe:
     # unused; give them a corpus_share). The teachers never trained on them, so there (and on mixup's
     # blends) their ensemble differs from each member: the function an ensemble is, shown where it matters
     transfer_corpora: tuple = ()
+    # per-utterance soft targets from another kind of teacher (tools/embedding_teacher.py: a speaker encoder
+    # pretrained on thousands of voices, its probabilities out of fold): `soft_share` of each window's
+    # target is its utterance's row for this fold (utterances without one keep their label)
+    soft_targets: str = ""
+    soft_share: float = 0.0
     # stochastic weight averaging: after the cosine schedule, `swa_epochs` more epochs at the constant
     # rate `swa_lr`, the weights averaged every `swa_every` steps (then BatchNorm's statistics recomputed
     # for the averaged weights). An ensemble's variance reduction in one model of the same size
@@ -256,8 +261,8 @@ class Sampler:
     balanced), a copy (clean or augmented), a random alignment, normalisation, SpecAugment, mixup."""
 
     def __init__(self, c: Corpus, idx: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, stats: dict | None,
-                 teachers: list | None = None):
-        self.c, self.idx, self.meta, self.r, self.stats = c, idx, meta, recipe, stats
+                 teachers: list | None = None, soft: np.ndarray | None = None):
+        self.c, self.idx, self.meta, self.r, self.stats, self.soft = c, idx, meta, recipe, stats, soft
         # compiled once (one batch shape): called eagerly, two teachers' forward passes took longer
         # than the student's training step
         self.teachers = [architectures.tf.function(lambda x, t=t: t(x, training=False)) for t in teachers or []]
@@ -299,6 +304,10 @@ class Sampler:
         x = np.stack([self.window(i, rng) for i in pick])
         y = np.full((len(pick), len(LABELS)), r.label_smoothing / len(LABELS), np.float32)
         y[np.arange(len(pick)), self.c.y[pick]] += 1.0 - r.label_smoothing
+        if self.soft is not None:  # the other teacher's view of each utterance (rows of NaN: none)
+            row = self.soft[pick]
+            has = np.isfinite(row[:, :1])
+            y = np.where(has, (1.0 - r.soft_share) * y + r.soft_share * np.nan_to_num(row), y).astype(np.float32)
         w = np.where(self.transfer[pick], 1.0, r.distill).astype(np.float32)[:, None]  # the teachers' share
         if r.mixup and rng.random() < r.mixup:
             lam = rng.beta(0.4, 0.4, size=(len(pick), 1)).astype(np.float32)
@@ -379,13 +388,13 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
 
 
 def fit_members(recipe: CropRecipe, c: Corpus, idx: np.ndarray, meta: ModelMetadata, stats, teachers: list,
-                verbose: int = 2):
+                verbose: int = 2, soft: np.ndarray | None = None):
     """`recipe.members` models trained on `idx`, one after the other (member i: train seed + i), and
     averaged into one. Returns the model, the training history and the last member's sampler."""
     models, hists = [], []
     for i in range(recipe.members):
         member = dataclasses.replace(recipe, train_seed=recipe.training_seed() + i) if i else recipe
-        sampler = Sampler(c, idx, meta, member, stats, teachers)
+        sampler = Sampler(c, idx, meta, member, stats, teachers, soft)
         model, hist = fit(member, sampler, verbose)
         models.append(model), hists.append(hist)
     if recipe.members == 1:
@@ -522,6 +531,25 @@ def load_teachers(recipe: CropRecipe, tag: str) -> list:
     return [architectures.tf.keras.models.load_model(p, compile=False) for p in paths]
 
 
+def load_soft_targets(recipe: CropRecipe, c: Corpus, tag: str) -> np.ndarray | None:
+    """recipe.soft_targets' rows for `tag` (fold0.., final) in the corpus's utterance order; NaN: none."""
+    if not recipe.soft_targets:
+        return None
+    if not recipe.soft_share:
+        raise SystemExit("soft_targets needs soft_share > 0")
+    d = np.load(recipe.soft_targets)
+    if tag not in d.files or list(d["labels"]) != list(LABELS):
+        raise SystemExit(f"{recipe.soft_targets}: no {tag!r} targets over the labels {LABELS}")
+    row = {str(p): k for k, p in enumerate(d["paths"])}
+    out = np.full((len(c.y), len(LABELS)), np.nan, np.float32)
+    for i, u in enumerate(c.utts):
+        parts = Path(u.path).parts  # the manifest's path: from the corpus's directory (data_dir/<corpus>/...)
+        k = row.get("/".join(parts[max(j for j, x in enumerate(parts) if x == u.corpus):]))
+        if k is not None:
+            out[i] = d[tag][k]
+    return out
+
+
 def with_transfer(recipe: CropRecipe, c: Corpus, train: np.ndarray) -> np.ndarray:
     """The training utterances and, for a student, the transfer corpora's (recipe.transfer_corpora)."""
     if not recipe.transfer_corpora:
@@ -540,8 +568,11 @@ def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray,
     meta = recipe.metadata(*prior, extra={"arch": recipe.model_arch(), "recipe": dataclasses.asdict(recipe),
                                           "recipe_hash": recipe.hash(), "fold": tag})
     pool = with_transfer(recipe, c, train)  # the prior stays the labelled training set's
+    soft = load_soft_targets(recipe, c, tag)
+    if soft is not None and np.isfinite(soft[test, 0]).any():
+        raise SystemExit(f"{recipe.soft_targets}: {tag} has targets for held-out utterances (another fold seed?)")
     model, hist, sampler = fit_members(recipe, c, pool, meta, _device_stats(recipe, c, pool, prior),
-                                       load_teachers(recipe, tag), verbose)
+                                       load_teachers(recipe, tag), verbose, soft)
     model.save(out_dir / f"{tag}-float.keras")  # a teacher for a later distillation
     rep = _representative(sampler)
     int8_path = quantize.write_model(model, recipe.model_arch(), rep, meta, out_dir / f"{tag}-int8.tflite")
@@ -707,7 +738,7 @@ def train_final(
     meta = recipe.metadata(*prior, extra=extra)
     pool = with_transfer(recipe, c, idx)
     model, _, sampler = fit_members(recipe, c, pool, meta, _device_stats(recipe, c, pool, prior),
-                                    load_teachers(recipe, "final"), verbose)
+                                    load_teachers(recipe, "final"), verbose, load_soft_targets(recipe, c, "final"))
     if float_path is not None:
         float_path.parent.mkdir(parents=True, exist_ok=True)
         model.save(float_path)

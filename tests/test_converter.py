@@ -394,7 +394,7 @@ def test_transfer_corpora_take_only_the_teachers_target_and_need_teachers():
                               corpus_share=(("ravdess", 0.5), ("nemo", 0.5)))
     assert crops.with_transfer(recipe, c, np.arange(3)).tolist() == [0, 1, 2, 3, 4, 5]
     s = object.__new__(crops.Sampler)
-    s.c, s.r, s.idx, s.frames, s.teachers = c, recipe, np.arange(6), 4, [Teacher()]
+    s.c, s.r, s.idx, s.frames, s.teachers, s.soft = c, recipe, np.arange(6), 4, [Teacher()], None
     s.p, s.rng, s.transfer = np.full(6, 1 / 6), np.random.default_rng(0), np.isin(c.corpus, ["nemo"])
     # a window that says which utterance it is (column 0) and whether it is a transfer one (column 1)
     s.window = lambda i, rng: np.stack([np.full(4, float(i)), np.full(4, float(i >= 3)), np.zeros(4)], 1)
@@ -417,3 +417,36 @@ def test_transfer_corpora_take_only_the_teachers_target_and_need_teachers():
     args = argparse.Namespace(recipe="v2", set=['transfer_corpora=["nemo","klingon"]'])
     with pytest.raises(SystemExit, match="transfer_corpora: no corpus 'klingon'"):
         cli._recipe(args)
+
+
+def test_soft_targets_blend_into_their_utterances_labels_and_are_looked_up_by_manifest_path(tmp_path):
+    """`soft_targets` (tools/embedding_teacher.py's file): each utterance's row for the fold takes
+    `soft_share` of its windows' target; utterances without a row (NaN) keep the label; the file is
+    matched by the manifest's path (from the corpus's directory), and a missing fold is refused."""
+    from converter import crops
+    from converter.corpora import Utterance
+
+    utts = [Utterance(f"/data/ravdess/Actor_0{k}/a.flac", "ravdess", f"ravdess-0{k}", "male", "neutral")
+            for k in range(1, 4)]
+    soft = np.full((3, len(LABELS)), np.nan, np.float32)
+    soft[0] = np.eye(len(LABELS))[LABELS.index("angry")]
+    soft[2] = 1 / len(LABELS)
+    np.savez(tmp_path / "t.npz", paths=np.array([f"ravdess/Actor_0{k}/a.flac" for k in (3, 1)]),
+             labels=np.array(LABELS), fold0=np.stack([soft[2], soft[0]]))
+    c = crops.Corpus(utts=utts, sp=None, y=np.zeros(3, int), speaker=np.array([u.speaker for u in utts]),
+                     gender=np.array(["male"] * 3), corpus=np.array(["ravdess"] * 3))
+    recipe = crops.CropRecipe(corpora=("ravdess",), soft_targets=str(tmp_path / "t.npz"), soft_share=0.5,
+                              label_smoothing=0.0, mixup=0.0, batch_size=6, corpus_share=(("ravdess", 1.0),))
+    rows = crops.load_soft_targets(recipe, c, "fold0")
+    assert np.allclose(rows[0], soft[0]) and np.isnan(rows[1]).all() and np.allclose(rows[2], soft[2])
+    s = object.__new__(crops.Sampler)
+    s.c, s.r, s.idx, s.frames, s.teachers, s.soft = c, recipe, np.arange(3), 4, [], rows
+    s.p, s.rng, s.transfer = np.full(3, 1 / 3), np.random.default_rng(0), np.zeros(3, bool)
+    s.window = lambda i, rng: np.full((4, 3), float(i), np.float32)
+    x, target = s.batch()
+    label = np.eye(len(LABELS))[0]
+    for i, t in zip(x[:, 0, 0, 0].astype(int), target):
+        assert np.allclose(t, label if i == 1 else 0.5 * label + 0.5 * soft[i])
+    assert crops.CropRecipe(soft_targets="", soft_share=0.0).hash() == crops.CropRecipe().hash()
+    with pytest.raises(SystemExit, match="no 'fold3' targets"):
+        crops.load_soft_targets(recipe, c, "fold3")
