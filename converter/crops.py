@@ -31,7 +31,8 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
                 "swa_every": 50, "train_labels": (), "members": 1, "distill_temperature": 1.0,
-                "transfer_corpora": (), "soft_targets": "", "soft_share": 0.0}
+                "transfer_corpora": (), "soft_targets": "", "soft_share": 0.0,
+                "embedding_weight": 0.0}
 
 
 @dataclass
@@ -85,6 +86,9 @@ class CropRecipe:
     # target is its utterance's row for this fold (utterances without one keep their label)
     soft_targets: str = ""
     soft_share: float = 0.0
+    # above 0: a second head (training only, not in the device's model) predicts each utterance's encoder
+    # embedding from the file's `embedding` (mean squared error at this weight beside the class loss)
+    embedding_weight: float = 0.0
     # stochastic weight averaging: after the cosine schedule, `swa_epochs` more epochs at the constant
     # rate `swa_lr`, the weights averaged every `swa_every` steps (then BatchNorm's statistics recomputed
     # for the averaged weights). An ensemble's variance reduction in one model of the same size
@@ -261,8 +265,9 @@ class Sampler:
     balanced), a copy (clean or augmented), a random alignment, normalisation, SpecAugment, mixup."""
 
     def __init__(self, c: Corpus, idx: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, stats: dict | None,
-                 teachers: list | None = None, soft: np.ndarray | None = None):
-        self.c, self.idx, self.meta, self.r, self.stats, self.soft = c, idx, meta, recipe, stats, soft
+                 teachers: list | None = None, soft: tuple | None = None):
+        self.c, self.idx, self.meta, self.r, self.stats = c, idx, meta, recipe, stats
+        self.soft, self.embedding = soft if soft is not None else (None, None)
         # compiled once (one batch shape): called eagerly, two teachers' forward passes took longer
         # than the student's training step
         self.teachers = [architectures.tf.function(lambda x, t=t: t(x, training=False)) for t in teachers or []]
@@ -309,6 +314,7 @@ class Sampler:
             has = np.isfinite(row[:, :1])
             y = np.where(has, (1.0 - r.soft_share) * y + r.soft_share * np.nan_to_num(row), y).astype(np.float32)
         w = np.where(self.transfer[pick], 1.0, r.distill).astype(np.float32)[:, None]  # the teachers' share
+        e = np.nan_to_num(self.embedding[pick]) if self.embedding is not None else None
         if r.mixup and rng.random() < r.mixup:
             lam = rng.beta(0.4, 0.4, size=(len(pick), 1)).astype(np.float32)
             lam = np.maximum(lam, 1 - lam)  # the first sample stays the main one
@@ -316,6 +322,7 @@ class Sampler:
             x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]
             y = lam * y + (1 - lam) * y[perm]
             w = lam * w + (1 - lam) * w[perm]
+            e = lam * e + (1 - lam) * e[perm] if e is not None else None
         x = x[..., None]
         if self.teachers:  # the teachers see exactly this window; their mean probability is the soft label
             probs = [t(x).numpy() for t in self.teachers]
@@ -323,6 +330,8 @@ class Sampler:
                 soft = np.mean([soften(p, r.distill_temperature) for p in probs], axis=0)
                 return x, np.concatenate([y, soft.astype(np.float32)], axis=1)
             y = (1.0 - w) * y + w * np.mean(probs, axis=0).astype(np.float32)
+        if e is not None:
+            return x, (y, e.astype(np.float32))
         return x, y
 
     def __iter__(self):
@@ -373,11 +382,19 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
         loss, width, metrics = kd_loss(n, recipe.distill_temperature, recipe.distill), 2 * n, []
     else:
         loss, width, metrics = tf.keras.losses.CategoricalCrossentropy(), n, ["accuracy"]
-    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+    trained, target_spec = model, tf.TensorSpec((None, width), tf.float32)
+    if sampler.embedding is not None:  # a second head, training only: the encoder's view of the utterance
+        dim = sampler.embedding.shape[1]
+        head = architectures.layers.Dense(dim, name="embedding")(model.get_layer("scores").input)
+        trained = architectures.keras.Model(model.input, [model.output, head])
+        loss, metrics = [loss, "mse"], {"scores": metrics}
+        target_spec = (target_spec, tf.TensorSpec((None, dim), tf.float32))
+    trained.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=loss, metrics=metrics,
+                    loss_weights=[1.0, recipe.embedding_weight] if trained is not model else None)
     ds = tf.data.Dataset.from_generator(
         lambda: iter(sampler), output_signature=(tf.TensorSpec((None, sampler.frames, recipe.bands, 1), tf.float32),
-                                                 tf.TensorSpec((None, width), tf.float32))).prefetch(4)
-    hist = model.fit(ds, steps_per_epoch=steps, epochs=recipe.epochs + recipe.swa_epochs, verbose=verbose,
+                                                 target_spec)).prefetch(4)
+    hist = trained.fit(ds, steps_per_epoch=steps, epochs=recipe.epochs + recipe.swa_epochs, verbose=verbose,
                      validation_data=val, callbacks=callbacks)
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     if recipe.swa_epochs:
@@ -388,7 +405,7 @@ def fit(recipe: CropRecipe, sampler: Sampler, verbose: int = 2, val=None):
 
 
 def fit_members(recipe: CropRecipe, c: Corpus, idx: np.ndarray, meta: ModelMetadata, stats, teachers: list,
-                verbose: int = 2, soft: np.ndarray | None = None):
+                verbose: int = 2, soft: tuple | None = None):
     """`recipe.members` models trained on `idx`, one after the other (member i: train seed + i), and
     averaged into one. Returns the model, the training history and the last member's sampler."""
     models, hists = [], []
@@ -531,23 +548,27 @@ def load_teachers(recipe: CropRecipe, tag: str) -> list:
     return [architectures.tf.keras.models.load_model(p, compile=False) for p in paths]
 
 
-def load_soft_targets(recipe: CropRecipe, c: Corpus, tag: str) -> np.ndarray | None:
-    """recipe.soft_targets' rows for `tag` (fold0.., final) in the corpus's utterance order; NaN: none."""
+def load_soft_targets(recipe: CropRecipe, c: Corpus, tag: str) -> tuple | None:
+    """recipe.soft_targets' rows for `tag` (fold0.., final) in the corpus's utterance order (NaN: none), and
+    the utterances' embeddings if embedding_weight is set: (soft or None, embedding or None)."""
     if not recipe.soft_targets:
         return None
-    if not recipe.soft_share:
-        raise SystemExit("soft_targets needs soft_share > 0")
+    if not (recipe.soft_share or recipe.embedding_weight):
+        raise SystemExit("soft_targets needs soft_share > 0 or embedding_weight > 0")
     d = np.load(recipe.soft_targets)
     if tag not in d.files or list(d["labels"]) != list(LABELS):
         raise SystemExit(f"{recipe.soft_targets}: no {tag!r} targets over the labels {LABELS}")
     row = {str(p): k for k, p in enumerate(d["paths"])}
     out = np.full((len(c.y), len(LABELS)), np.nan, np.float32)
+    emb = np.full((len(c.y), d["embedding"].shape[1]), np.nan, np.float32) if recipe.embedding_weight else None
     for i, u in enumerate(c.utts):
         parts = Path(u.path).parts  # the manifest's path: from the corpus's directory (data_dir/<corpus>/...)
         k = row.get("/".join(parts[max(j for j, x in enumerate(parts) if x == u.corpus):]))
         if k is not None:
             out[i] = d[tag][k]
-    return out
+            if emb is not None:
+                emb[i] = d["embedding"][k]
+    return (out if recipe.soft_share else None), emb
 
 
 def with_transfer(recipe: CropRecipe, c: Corpus, train: np.ndarray) -> np.ndarray:
@@ -569,7 +590,7 @@ def run_fold(recipe: CropRecipe, c: Corpus, train: np.ndarray, test: np.ndarray,
                                           "recipe_hash": recipe.hash(), "fold": tag})
     pool = with_transfer(recipe, c, train)  # the prior stays the labelled training set's
     soft = load_soft_targets(recipe, c, tag)
-    if soft is not None and np.isfinite(soft[test, 0]).any():
+    if soft is not None and soft[0] is not None and np.isfinite(soft[0][test, 0]).any():
         raise SystemExit(f"{recipe.soft_targets}: {tag} has targets for held-out utterances (another fold seed?)")
     model, hist, sampler = fit_members(recipe, c, pool, meta, _device_stats(recipe, c, pool, prior),
                                        load_teachers(recipe, tag), verbose, soft)

@@ -394,7 +394,7 @@ def test_transfer_corpora_take_only_the_teachers_target_and_need_teachers():
                               corpus_share=(("ravdess", 0.5), ("nemo", 0.5)))
     assert crops.with_transfer(recipe, c, np.arange(3)).tolist() == [0, 1, 2, 3, 4, 5]
     s = object.__new__(crops.Sampler)
-    s.c, s.r, s.idx, s.frames, s.teachers, s.soft = c, recipe, np.arange(6), 4, [Teacher()], None
+    s.c, s.r, s.idx, s.frames, s.teachers, s.soft, s.embedding = c, recipe, np.arange(6), 4, [Teacher()], None, None
     s.p, s.rng, s.transfer = np.full(6, 1 / 6), np.random.default_rng(0), np.isin(c.corpus, ["nemo"])
     # a window that says which utterance it is (column 0) and whether it is a transfer one (column 1)
     s.window = lambda i, rng: np.stack([np.full(4, float(i)), np.full(4, float(i >= 3)), np.zeros(4)], 1)
@@ -437,10 +437,10 @@ def test_soft_targets_blend_into_their_utterances_labels_and_are_looked_up_by_ma
                      gender=np.array(["male"] * 3), corpus=np.array(["ravdess"] * 3))
     recipe = crops.CropRecipe(corpora=("ravdess",), soft_targets=str(tmp_path / "t.npz"), soft_share=0.5,
                               label_smoothing=0.0, mixup=0.0, batch_size=6, corpus_share=(("ravdess", 1.0),))
-    rows = crops.load_soft_targets(recipe, c, "fold0")
-    assert np.allclose(rows[0], soft[0]) and np.isnan(rows[1]).all() and np.allclose(rows[2], soft[2])
+    rows, embedding = crops.load_soft_targets(recipe, c, "fold0")
+    assert embedding is None and np.allclose(rows[0], soft[0]) and np.isnan(rows[1]).all() and np.allclose(rows[2], soft[2])
     s = object.__new__(crops.Sampler)
-    s.c, s.r, s.idx, s.frames, s.teachers, s.soft = c, recipe, np.arange(3), 4, [], rows
+    s.c, s.r, s.idx, s.frames, s.teachers, s.soft, s.embedding = c, recipe, np.arange(3), 4, [], rows, None
     s.p, s.rng, s.transfer = np.full(3, 1 / 3), np.random.default_rng(0), np.zeros(3, bool)
     s.window = lambda i, rng: np.full((4, 3), float(i), np.float32)
     x, target = s.batch()

@@ -14,7 +14,9 @@ For every CV fold (the held-out speakers of a crop run's cv.json) and for the fi
 utterance gets that regression's probabilities *out of fold*: the regression that scores an utterance
 never saw its speaker (leave one speaker out inside the fold's training speakers; its C chosen there too).
 The held-out speakers' rows are NaN: nothing of theirs reaches training. `soft_targets` in a crop recipe
-reads the file (converter/crops.py). The outer CV's score of the regression alone is printed: a number
+reads the file (converter/crops.py); it also holds each utterance's centred embedding, standardised
+(`embedding`), for `embedding_weight`: a second head of the student that must predict it in training,
+so its convolutions learn what the encoder sees (the head is not in the device's model). The outer CV's score of the regression alone is printed: a number
 about the teacher, not the device.
 """
 
@@ -117,7 +119,8 @@ def main(argv=None) -> int:
     targets["final"], C = out_of_fold(z, y, speaker, np.ones(len(y), bool))
     print(f"all folds: held-out UAR of the regression alone "
           f"{uar(np.concatenate(outer_y), np.concatenate(outer_p).argmax(1)):.3f}; final C {C}")
-    np.savez(a.out, paths=np.array([r["path"] for r in rows]), labels=np.array(LABELS),
+    embedding = ((z - z.mean(0)) / np.maximum(z.std(0), 1e-6)).astype(np.float16)  # some units never fire
+    np.savez(a.out, paths=np.array([r["path"] for r in rows]), labels=np.array(LABELS), embedding=embedding,
              **{k: v.astype(np.float32) for k, v in targets.items()})
     print(f"wrote {a.out}")
     return 0
