@@ -16,8 +16,16 @@ never saw its speaker (leave one speaker out inside the fold's training speakers
 The held-out speakers' rows are NaN: nothing of theirs reaches training. `soft_targets` in a crop recipe
 reads the file (converter/crops.py); it also holds each utterance's centred embedding, standardised
 (`embedding`), for `embedding_weight`: a second head of the student that must predict it in training,
-so its convolutions learn what the encoder sees (the head is not in the device's model). The outer CV's score of the regression alone is printed: a number
-about the teacher, not the device.
+so its convolutions learn what the encoder sees (the head is not in the device's model). The outer CV's
+score of the regression alone is printed: a number about the teacher, not the device.
+
+    python tools/embedding_teacher.py --folds-from runs/t-s12/cv.json --out runs/emb-teacher.npz \
+        --fuse runs/t-s12 runs/t-s13
+
+--fuse scores the regression the way a device would meet a voice (each held-out speaker centred causally:
+by the mean of that speaker's utterances heard before, in a random order, starting from the training
+speakers' mean), alone and with its probabilities added to each crop run's int8 clip probabilities: what
+the encoder knows that the network does not.
 """
 
 from __future__ import annotations
@@ -97,17 +105,58 @@ def out_of_fold(z, y, speaker, train) -> tuple[np.ndarray, float]:
     return best[2], best[1]
 
 
+def causal(emb, speaker, test, rng, prior_weight: float = 5.0) -> np.ndarray:
+    """Training speakers centred on their own mean; each held-out speaker's utterance on the mean of the
+    ones before it (the training speakers' mean counted as `prior_weight` utterances)."""
+    z = centred(emb, np.where(test, "held-out", speaker))
+    prior = emb[~test].mean(0)
+    for s in np.unique(speaker[test]):
+        total, n = prior * prior_weight, prior_weight
+        for i in rng.permutation(np.flatnonzero(speaker == s)):
+            z[i] = emb[i] - total / n
+            total, n = total + emb[i], n + 1
+    return z
+
+
+def fuse(a, rows, emb, speaker, y, folds, C: float) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from converter.corpora import load_corpora  # light: no TensorFlow
+
+    utts = load_corpora(a.data, ("ravdess", "tess", "nemo", "urdu"))  # converter.crops.ALL_CORPORA's order
+    row = {r["path"]: k for k, r in enumerate(rows)}
+    rng = np.random.default_rng(0)
+    reg, ys, runs = [], [], {str(r): [] for r in a.fuse}
+    for k, held_out in enumerate(folds):
+        test = np.isin(speaker, held_out)
+        p = fit_predict(causal(emb, speaker, test, rng), y, ~test, test, C)
+        order = {int(i): j for j, i in enumerate(np.flatnonzero(test))}
+        for r in a.fuse:
+            d = np.load(Path(r) / f"fold{k}-predictions.npz")
+            at = [order[row[str(Path(utts[int(i)].path).relative_to(a.data.resolve()))]] for i in d["test"]]
+            runs[str(r)].append((d["int8"].mean(1), p[at], d["y"]))
+        reg.append(p), ys.append(y[test])
+    print(f"regression alone, causal centring (C {C}): {uar(np.concatenate(ys), np.concatenate(reg).argmax(1)):.3f}")
+    for r, parts in runs.items():
+        net, rg, yy = (np.concatenate(x) for x in zip(*parts))
+        print(f"{r}: int8 clip UAR {uar(yy, net.argmax(1)):.3f}, "
+              f"with the regression {uar(yy, (net + rg).argmax(1)):.3f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SER_DATA", "../shared/data")))
     ap.add_argument("--folds-from", type=Path, required=True, help="a crop run's cv.json (its held-out speakers)")
     ap.add_argument("--corpora", nargs="+", default=["ravdess", "tess"])
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--fuse", nargs="+", default=[], help="crop run directories to fuse with (see above)")
     a = ap.parse_args(argv)
     rows = [r for r in csv.DictReader(open(a.data / "manifest.csv")) if r["corpus"] in a.corpora]
     speaker = np.array([r["speaker"] for r in rows])
     y = np.array([LABELS.index(RAW.get(r["label"], r["label"])) for r in rows])
-    z = centred(embed(a.data, rows, a.out.with_suffix(".emb.npz")), speaker)
+    emb = embed(a.data, rows, a.out.with_suffix(".emb.npz"))
+    z = centred(emb, speaker)
     folds = json.loads(a.folds_from.read_text())["folds"]
     targets, outer_p, outer_y = {}, [], []
     for k, held_out in enumerate(folds):
@@ -123,6 +172,8 @@ def main(argv=None) -> int:
     np.savez(a.out, paths=np.array([r["path"] for r in rows]), labels=np.array(LABELS), embedding=embedding,
              **{k: v.astype(np.float32) for k, v in targets.items()})
     print(f"wrote {a.out}")
+    if a.fuse:
+        fuse(a, rows, emb, speaker, y, folds, C)
     return 0
 
 
