@@ -737,6 +737,14 @@ def stamp_cv(model_path: Path, cv_report: dict) -> None:
     model_path.write_bytes(quantize.embed_metadata(model_path.read_bytes(), meta))
 
 
+def training_data(recipe: CropRecipe) -> list[str]:
+    """The corpora a model learnt from, with their licences: the transfer corpora too (their audio, with
+    the teachers' targets: a licence applies whether or not the labels were used)."""
+    return [LICENCES.get(k, k) for k in recipe.corpora] + [
+        f"{LICENCES.get(k, k)} (audio only, teachers' targets)" for k in recipe.transfer_corpora
+        if k not in recipe.corpora]
+
+
 def train_final(
     recipe: CropRecipe, out_path: Path, data_dir=None, cv_report: dict | None = None, verbose: int = 2,
     float_path: Path | None = None,
@@ -750,7 +758,7 @@ def train_final(
         "recipe": dataclasses.asdict(recipe),
         "recipe_hash": recipe.hash(),
         "version": "0.2.0",
-        "training_data": [LICENCES.get(k, k) for k in recipe.corpora],
+        "training_data": training_data(recipe),
         "trained_on": summary([c.utts[i] for i in idx]),
         "licence_note": "trained on non-commercial / research-only corpora: research and non-commercial use only",
     }

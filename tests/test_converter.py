@@ -414,6 +414,9 @@ def test_transfer_corpora_take_only_the_teachers_target_and_need_teachers():
     with pytest.raises(SystemExit, match="transfer_corpora needs teachers"):
         crops.with_transfer(crops.CropRecipe(transfer_corpora=("nemo",)), c, np.arange(3))
     assert crops.CropRecipe(transfer_corpora=()).hash() == crops.CropRecipe().hash()
+    # the model's metadata names the transfer corpus too: its licence applies to the audio
+    data = crops.training_data(recipe)
+    assert data[0].startswith("RAVDESS") and data[1].startswith("nEMO") and "audio only" in data[1]
     args = argparse.Namespace(recipe="v2", set=['transfer_corpora=["nemo","klingon"]'])
     with pytest.raises(SystemExit, match="transfer_corpora: no corpus 'klingon'"):
         cli._recipe(args)
