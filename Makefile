@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 # the shipped model (docs/results/fmtL-s33): a dscnn2 student that matches two teachers, two runs of the
 # v2g-share recipe, on every window it sees, including nEMO and URDU (the teachers' targets only), for
-# 9,000 steps. The teachers' final models are trained first (~15 min each); the student ~1 h.
+# 9,000 steps. The teachers' final models are trained first (10 min each); the student ~32 min.
 SHIPPED := --recipe v2 --corpora ravdess tess --steps-per-epoch 200 \
 	  --set mixup=0 spec_augment=false stats_jitter=0.05 clean_fraction=0.6 \
 	  'corpus_share=[["ravdess",0.85],["tess",0.15]]'

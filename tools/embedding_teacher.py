@@ -34,11 +34,14 @@ import argparse
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]  # converter.corpora
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from converter.corpora import LABELS, load_corpora  # noqa: E402  (standard library only: no TensorFlow)
+
 RAW = {"fear": "fearful", "ps": "surprised"}  # TESS's names in the manifest (converter.corpora's mapping)
 C_GRID = (0.01, 0.03, 0.1, 0.3)
 
@@ -119,11 +122,6 @@ def causal(emb, speaker, test, rng, prior_weight: float = 5.0) -> np.ndarray:
 
 
 def fuse(a, rows, emb, speaker, y, folds, C: float) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from converter.corpora import load_corpora  # light: no TensorFlow
-
     utts = load_corpora(a.data, ("ravdess", "tess", "nemo", "urdu"))  # converter.crops.ALL_CORPORA's order
     row = {r["path"]: k for k, r in enumerate(rows)}
     rng = np.random.default_rng(0)
