@@ -454,3 +454,25 @@ def test_soft_targets_blend_into_their_utterances_labels_and_are_looked_up_by_ma
     assert crops.CropRecipe(soft_targets="", soft_share=0.0).hash() == crops.CropRecipe().hash()
     with pytest.raises(SystemExit, match="no 'fold3' targets"):
         crops.load_soft_targets(recipe, c, "fold3")
+
+
+def test_frequency_warp_moves_a_tone_where_a_higher_voice_would_put_it():
+    """warp_bands(x, a) of a tone at f peaks in the band the front end gives a tone at a * f; a = 1 is
+    the identity, and the window keeps its shape and finite values at the edges."""
+    from converter import crops
+    from edge import features as F
+
+    cfg = crops.CropRecipe().feature_config()
+    t = np.arange(16000) / 16000
+
+    def tone(hz):
+        return F.features((0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), cfg)
+
+    x = tone(500.0)
+    assert np.allclose(crops.warp_bands(x, 1.0, cfg), x, atol=1e-4)
+    for factor in (0.85, 1.2):
+        warped = crops.warp_bands(x, factor, cfg)
+        assert warped.shape == x.shape and np.all(np.isfinite(warped))
+        want = int(np.argmax(tone(500.0 * factor).mean(axis=0)))
+        assert abs(int(np.argmax(warped.mean(axis=0))) - want) <= 1
+        assert int(np.argmax(warped.mean(axis=0))) != int(np.argmax(x.mean(axis=0)))
