@@ -848,6 +848,9 @@ def leave_one_corpus_out(recipe: CropRecipe, held: str, out_dir: Path, data_dir=
     """Train on the other corpora, score every speaker of `held` on the four classes all corpora share
     (argmax over those four outputs), each speaker as a device (adapted) and as single clips (prior only)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    # a student never hears the held-out corpus either, not even unlabelled (its teachers' loco-<held>
+    # models must not have: e.g. a RAVDESS+TESS teacher's final model, when nEMO or URDU is held out)
+    recipe = dataclasses.replace(recipe, transfer_corpora=tuple(k for k in recipe.transfer_corpora if k != held))
     c = load(recipe, data_dir, progress=False)
     four = [LABELS.index(k) for k in FOUR]
     test = np.flatnonzero((c.corpus == held) & np.isin(c.y, four))

@@ -33,7 +33,7 @@ qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11" -m pip install -q --no
 DEMO=$SITE/edge/samples/demo.wav
 echo "arm64: installed $(PYTHONPATH="$SITE" qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11" "$SITE/bin/ser-edge" --version) from the wheel"
 PYTHONPATH="$SITE" qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11" "$SITE/bin/ser-edge" analyze --clip "$DEMO"
-rm -rf "$CACHE/src"; mkdir -p "$CACHE/src"; cp -r edge tests firmware_config pyproject.toml "$CACHE/src/"
+rm -rf "$CACHE/src"; mkdir -p "$CACHE/src"; cp -r edge tests firmware_config docs pyproject.toml "$CACHE/src/"  # docs: the config reference test reads docs/config.md
 OUT=$CACHE/out; mkdir -p "$OUT"
 FILES="edge/samples/demo.wav ../shared/data/fixtures/ravdess/Actor_01/03-01-05-02-01-01-01.wav ../shared/data/fixtures/ravdess/Actor_01/03-01-01-01-01-01-01.wav ../shared/data/fixtures/tess/OAF_angry/OAF_back_angry.wav"
 $PY -m edge.cli analyze $FILES > "$OUT/x86.jsonl"
