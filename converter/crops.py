@@ -844,13 +844,18 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
 FOUR = ("neutral", "happy", "sad", "angry")
 
 
+def without_corpus(recipe: CropRecipe, held: str) -> CropRecipe:
+    """The recipe with `held` out of its transfer corpora: a student held out from a corpus never hears it,
+    not even unlabelled. (Its teachers' loco-<held> models must not have either: e.g. a RAVDESS+TESS
+    teacher's final model, when nEMO or URDU is held out.)"""
+    return dataclasses.replace(recipe, transfer_corpora=tuple(k for k in recipe.transfer_corpora if k != held))
+
+
 def leave_one_corpus_out(recipe: CropRecipe, held: str, out_dir: Path, data_dir=None, verbose: int = 2) -> dict:
     """Train on the other corpora, score every speaker of `held` on the four classes all corpora share
     (argmax over those four outputs), each speaker as a device (adapted) and as single clips (prior only)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # a student never hears the held-out corpus either, not even unlabelled (its teachers' loco-<held>
-    # models must not have: e.g. a RAVDESS+TESS teacher's final model, when nEMO or URDU is held out)
-    recipe = dataclasses.replace(recipe, transfer_corpora=tuple(k for k in recipe.transfer_corpora if k != held))
+    recipe = without_corpus(recipe, held)
     c = load(recipe, data_dir, progress=False)
     four = [LABELS.index(k) for k in FOUR]
     test = np.flatnonzero((c.corpus == held) & np.isin(c.y, four))

@@ -272,6 +272,14 @@ def test_leave_one_corpus_out_scores_only_the_four_shared_classes(tmp_path, data
         assert 0 <= res[key]["clip_uar"] <= 1
 
 
+def test_a_student_held_out_from_a_corpus_does_not_hear_it_unlabelled_either():
+    from converter import crops
+
+    r = crops.CropRecipe(teachers=("t",), distill=1.0, transfer_corpora=("nemo", "urdu"))
+    assert crops.without_corpus(r, "nemo").transfer_corpora == ("urdu",)
+    assert crops.without_corpus(r, "ravdess").transfer_corpora == ("nemo", "urdu")
+
+
 def test_train_labels_keep_only_those_classes_and_refuse_unknown_names():
     """`--set train_labels=[...]` (the four-class training of leave-one-corpus-out) trains only on those
     labels, leaves the shipped recipe's hash alone, and an unknown label is refused by name."""
