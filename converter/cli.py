@@ -126,12 +126,14 @@ def cmd_loco(args) -> int:
 
 
 def cmd_rescore(args) -> int:
-    """Score a finished crop CV's fold models adapted, prior-only and through a low-pass."""
+    """Score a finished crop CV's fold models adapted, prior-only, through a low-pass, over a noise floor
+    and as one household's device."""
     from .crops import rescore
 
     recipe = _recipe(args)
     out = rescore(Path(args.run_dir), recipe, args.data)
-    for key in ("int8_adapted", "int8_prior_only", "int8_lowpass_adapted", "int8_noise60_adapted"):
+    for key in ("int8_adapted", "int8_prior_only", "int8_lowpass_adapted", "int8_noise60_adapted",
+                "int8_household_adapted"):
         s = out[key]
         g = s["clip"]["by_gender"]
         print(f"{key:22} centred {s['centred']['all']['uar']:.3f} clip {s['clip']['all']['uar']:.3f} "
@@ -293,7 +295,8 @@ def main(argv=None) -> int:
     common(lo)
     lo.add_argument("--corpus", nargs="+", required=True, help="the corpus (or corpora, one run each) to hold out")
     lo.set_defaults(fn=cmd_loco)
-    rs = sub.add_parser("rescore", help="a finished crop CV's fold models: adapted, prior only, low-pass")
+    rs = sub.add_parser("rescore", help="a finished crop CV's fold models: adapted, prior only, low-pass, noise, "
+                                        "household")
     common(rs)
     rs.set_defaults(fn=cmd_rescore)
     af = sub.add_parser("affect", help="arousal/valence of a finished crop CV's held-out predictions")

@@ -32,7 +32,7 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
                 "swa_every": 50, "train_labels": (), "members": 1, "distill_temperature": 1.0,
                 "transfer_corpora": (), "soft_targets": "", "soft_share": 0.0,
-                "embedding_weight": 0.0, "freq_warp": 0.0}
+                "embedding_weight": 0.0, "freq_warp": 0.0, "household_p": 0.0}
 
 
 @dataclass
@@ -64,6 +64,11 @@ class CropRecipe:
     # a factor drawn from [1 - freq_warp, 1 + freq_warp] (0: none). Men's formants and pitch sit ~15-20 %
     # below women's, and men score 6-13 points lower in every run (docs/RESULTS.md section 10)
     freq_warp: float = 0.0
+    # share of training windows normalised by a household's device statistics (the speaker's speech
+    # pooled with up to three other training speakers' of the same corpus, interleaved) instead of the
+    # speaker's own. A home's device hears several voices; one device's statistics shared by a fold's four
+    # held-out speakers cost 3.4 points of clip UAR (runs/household.py, docs/RESULTS.md section 10)
+    household_p: float = 0.0
     prior_s: float = 30.0
     seed: int = 0  # the folds, the evaluation order, and (unless train_seed is set) the training
     folds: int = 5
@@ -195,6 +200,19 @@ def speaker_stats(c: Corpus, idx: np.ndarray, prior, recipe: CropRecipe, copies)
                 for cc in cs:
                     st.add(c.sp.get(i, cc)[c.sp.speech_mask(i, cc)])
             out[(spk, kind)] = (st.mean.astype(np.float32), st.std.astype(np.float32))
+    if recipe.household_p:
+        speakers = sorted(set(c.speaker[idx].tolist()))
+        corpus_of = {s: c.corpus[idx][c.speaker[idx] == s][0] for s in speakers}
+        for spk in speakers:
+            others = [s for s in speakers if s != spk and corpus_of[s] == corpus_of[spk]]
+            house = [spk] + [str(s) for s in rng.permutation(others)[:3]]
+            mine = rng.permutation(idx[np.isin(c.speaker[idx], house)])  # the household's voices interleaved
+            for kind, cs in copies.items():
+                st = SpeechStats(*prior, prior_s=recipe.prior_s)
+                for i in mine:
+                    for cc in cs:
+                        st.add(c.sp.get(i, cc)[c.sp.speech_mask(i, cc)])
+                out[(spk, kind, "house")] = (st.mean.astype(np.float32), st.std.astype(np.float32))
     return out
 
 
@@ -309,7 +327,10 @@ class Sampler:
             w = add_noise_floor(w, float(rng.uniform(*r.noise_floor_dbfs)), self.noise, rng)
         stats = None
         if r.normalisation == "device":
-            mean, std = self.stats[(c.speaker[i], "clean" if copy == 0 else "aug")]
+            key = (c.speaker[i], "clean" if copy == 0 else "aug")
+            if r.household_p and rng.random() < r.household_p:
+                key = (*key, "house")
+            mean, std = self.stats[key]
             stats = _Stats(mean + rng.standard_normal(len(mean)).astype(np.float32) * r.stats_jitter, std)
         x = self.meta.normalise(w, stats)
         if r.freq_warp:
@@ -489,21 +510,24 @@ def recompute_batchnorm(model, sampler: Sampler, batches: int = 100) -> None:
 
 
 def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, prior, copy: int = 0,
-                 seed: int = 0, adapt: bool = True, noise_dbfs: float | None = None):
+                 seed: int = 0, adapt: bool = True, noise_dbfs: float | None = None, household: bool = False):
     """Normalised windows of the test utterances at every alignment: (n, len(OFFSETS_S), frames, bands).
 
     "device" normalisation streams each held-out speaker's utterances in a random order through a fresh
     SpeechStats (the prior only at first); each utterance is normalised with what the device had learnt
     *before* it, then its speech is added: no utterance sees its own statistics. `noise_dbfs`: white noise
-    at that level added to every utterance (a room's floor, as in the CV stream)."""
+    at that level added to every utterance (a room's floor, as in the CV stream). `household`: one device
+    for all the held-out speakers, their utterances interleaved in a random order (a home's voices share
+    one set of statistics)."""
     rng = np.random.default_rng(seed)
     rate = int(round(1 / meta.features.winstep))
     out = np.zeros((len(test), len(OFFSETS_S), meta.frames, recipe.bands), np.float32)
     speech_s_before = np.zeros(len(test))
     pos = {int(i): k for k, i in enumerate(test)}
-    for spk in sorted(set(c.speaker[test].tolist())):
+    devices = [test] if household else [test[c.speaker[test] == s] for s in sorted(set(c.speaker[test].tolist()))]
+    for heard in devices:
         st = SpeechStats(*prior, prior_s=recipe.prior_s) if recipe.normalisation == "device" else None
-        for i in rng.permutation(test[c.speaker[test] == spk]):
+        for i in rng.permutation(heard):
             feat = c.sp.get(i, copy).astype(np.float32)
             mask = c.sp.speech_mask(i, copy)
             if noise_dbfs is not None:
@@ -802,14 +826,15 @@ def train_final(
 def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
     """Score a finished CV's int8 fold models again, in every way a device meets speech: adapted to the
     held-out speaker (a stream), the prior only (one clip on a fresh device, like `analyze --clip`), and
-    adapted through a 4 kHz low-pass channel, and adapted in a room with a -60 dBFS noise floor. Writes
-    rescore.json beside cv.json."""
+    adapted through a 4 kHz low-pass channel, adapted in a room with a -60 dBFS noise floor, and a household:
+    one device adapted to all the fold's held-out speakers at once. Writes rescore.json beside cv.json."""
     c = load(recipe, data_dir, progress=False)
     cv = json.loads((run_dir / "cv.json").read_text())
     ys, idxs, ps = (
         [],
         [],
-        {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": [], "int8_noise60_adapted": []},
+        {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": [], "int8_noise60_adapted": [],
+         "int8_household_adapted": []},
     )
     for k, held_out in enumerate(cv["folds"]):
         if k not in cv.get("folds_done", range(len(cv["folds"]))):
@@ -821,15 +846,15 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
         prior = (
             (np.asarray(meta.mean), np.asarray(meta.scale)) if meta.normalisation == "device" else prior_stats(c, train)
         )
-        for key, copy, adapt, noise in (
-            ("int8_adapted", 0, True, None),
-            ("int8_prior_only", 0, False, None),
-            ("int8_lowpass_adapted", 1, True, None),
-            ("int8_noise60_adapted", 0, True, NOISY_ROOM_DBFS),
+        for key, copy, adapt, noise, household in (
+            ("int8_adapted", 0, True, None, False),
+            ("int8_prior_only", 0, False, None, False),
+            ("int8_lowpass_adapted", 1, True, None, False),
+            ("int8_noise60_adapted", 0, True, NOISY_ROOM_DBFS, False),
+            ("int8_household_adapted", 0, True, None, True),
         ):
-            x, _ = eval_windows(
-                c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt, noise_dbfs=noise
-            )
+            x, _ = eval_windows(c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt,
+                                noise_dbfs=noise, household=household)
             ps[key].append(predict_tflite(clf_path, x))
         ys.append(c.y[test])
         idxs.append(test)

@@ -190,13 +190,13 @@ def test_crop_recipe_smoke_path_cv_and_final_model(tmp_path, data_dir):
     r = subprocess.run([sys.executable, "-m", "converter.cli", "evaluate", "--recipe", "smoke_v2", "--run-dir",
                         str(tmp_path / "student"), "--data", str(data_dir), "--set", "distill=0.7",
                         f'teachers=["{tmp_path / "run"}"]', "train_seed=5", "swa_epochs=1", "swa_every=1", "members=2",
-                        "distill_temperature=3"],
+                        "distill_temperature=3", "household_p=0.5"],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     student = Classifier(tmp_path / "student" / "fold0-int8.tflite")
     recipe = student.meta.extra["recipe"]
     assert recipe["distill"] == 0.7 and recipe["teachers"] == [str(tmp_path / "run")] and recipe["train_seed"] == 5
-    assert recipe["distill_temperature"] == 3
+    assert recipe["distill_temperature"] == 3 and recipe["household_p"] == 0.5
     # two members in one int8 file, each trained (and weight-averaged) on its own
     assert student.is_int8 and student.meta.extra["arch"] == "dscnn2x2"
     history = json.loads((tmp_path / "student" / "fold0-history.json").read_text())
@@ -484,3 +484,25 @@ def test_frequency_warp_moves_a_tone_where_a_higher_voice_would_put_it():
         want = int(np.argmax(tone(500.0 * factor).mean(axis=0)))
         assert abs(int(np.argmax(warped.mean(axis=0))) - want) <= 1
         assert int(np.argmax(warped.mean(axis=0))) != int(np.argmax(x.mean(axis=0)))
+
+
+def test_a_household_shares_one_device_and_the_prior_alone_does_not_care(data_dir):
+    """eval_windows(household=True) streams all held-out speakers through one device's statistics: the
+    windows differ from each speaker's own device, and not at all when neither adapts (the prior only)."""
+    from converter import crops
+    from converter.train import RECIPES
+
+    recipe = RECIPES["smoke_v2"]
+    c = crops.load(recipe, data_dir, progress=False)
+    ravdess = np.flatnonzero(c.corpus == "ravdess")
+    speakers = sorted(set(c.speaker[ravdess].tolist()))[:2]
+    test = ravdess[np.isin(c.speaker[ravdess], speakers)]
+    train = np.setdiff1d(np.flatnonzero(crops.in_recipe(c, recipe)), test)
+    prior = crops.prior_stats(c, train)
+    meta = recipe.metadata(*prior)
+    own, _ = crops.eval_windows(c, test, meta, recipe, prior)
+    house, _ = crops.eval_windows(c, test, meta, recipe, prior, household=True)
+    assert own.shape == house.shape and not np.allclose(own, house)
+    own0, _ = crops.eval_windows(c, test, meta, recipe, prior, adapt=False)
+    house0, _ = crops.eval_windows(c, test, meta, recipe, prior, adapt=False, household=True)
+    assert np.allclose(own0, house0)
