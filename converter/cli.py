@@ -243,7 +243,7 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ser-convert", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -269,7 +269,10 @@ def main(argv=None) -> int:
         sp.add_argument("--bands", type=int, help="crop recipes: mel bands")
         sp.add_argument("--steps-per-epoch", type=int, help="crop recipes: batches per epoch")
         sp.add_argument("--corpora", nargs="+", help="crop recipes: corpora to train on (ravdess tess nemo urdu)")
-        sp.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="any other recipe setting (JSON values)")
+        # extend: a second --set adds to the first (with "store" it silently replaced it, and a run meant as
+        # the teachers' recipe plus one setting trained on the defaults: docs/RESULTS.md section 10, #4)
+        sp.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                        help="any other recipe setting (JSON values); may be given more than once")
         sp.add_argument("--data", help="corpora directory (default $SER_DATA or ../shared/data)")
         sp.add_argument("--run-dir", help="where the run's files go (default runs/<arch>-<recipe hash>)")
         sp.add_argument(
@@ -323,7 +326,11 @@ def main(argv=None) -> int:
     i.add_argument("model")
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_inspect)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     return args.fn(args)
 
 

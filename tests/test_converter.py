@@ -280,6 +280,15 @@ def test_a_student_held_out_from_a_corpus_does_not_hear_it_unlabelled_either():
     assert crops.without_corpus(r, "ravdess").transfer_corpora == ("nemo", "urdu")
 
 
+def test_a_second_set_adds_to_the_first_instead_of_replacing_it():
+    from converter import cli
+
+    args = cli.parser().parse_args(["evaluate", "--recipe", "v2", "--set", "mixup=0", "spec_augment=false",
+                                    "--set", "train_seed=12"])
+    recipe = cli._recipe(args)
+    assert (recipe.mixup, recipe.spec_augment, recipe.train_seed) == (0, False, 12)
+
+
 def test_train_labels_keep_only_those_classes_and_refuse_unknown_names():
     """`--set train_labels=[...]` (the four-class training of leave-one-corpus-out) trains only on those
     labels, leaves the shipped recipe's hash alone, and an unknown label is refused by name."""
