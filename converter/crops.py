@@ -67,7 +67,7 @@ class CropRecipe:
     # share of training windows normalised by a household's device statistics (the speaker's speech
     # pooled with up to three other training speakers' of the same corpus, interleaved) instead of the
     # speaker's own. A home's device hears several voices; one device's statistics shared by a fold's four
-    # held-out speakers cost 3.4 points of clip UAR (runs/household.py, docs/RESULTS.md section 10)
+    # held-out speakers cost 3.4 points of clip UAR (`ser-convert rescore`, docs/RESULTS.md section 10)
     household_p: float = 0.0
     prior_s: float = 30.0
     seed: int = 0  # the folds, the evaluation order, and (unless train_seed is set) the training
@@ -192,28 +192,29 @@ def speaker_stats(c: Corpus, idx: np.ndarray, prior, recipe: CropRecipe, copies)
     utterance, which the stats cannot know (a rough estimate, like a device's)."""
     out = {}
     rng = np.random.default_rng(recipe.seed)
-    for spk in sorted(set(c.speaker[idx].tolist())):
+    speakers = sorted(set(c.speaker[idx].tolist()))
+    for spk in speakers:
         mine = idx[c.speaker[idx] == spk]
         for kind, cs in copies.items():
-            st = SpeechStats(*prior, prior_s=recipe.prior_s)
-            for i in rng.permutation(mine):
-                for cc in cs:
-                    st.add(c.sp.get(i, cc)[c.sp.speech_mask(i, cc)])
-            out[(spk, kind)] = (st.mean.astype(np.float32), st.std.astype(np.float32))
+            out[(spk, kind)] = _device_after(c, rng.permutation(mine), cs, prior, recipe)
     if recipe.household_p:
-        speakers = sorted(set(c.speaker[idx].tolist()))
         corpus_of = {s: c.corpus[idx][c.speaker[idx] == s][0] for s in speakers}
         for spk in speakers:
             others = [s for s in speakers if s != spk and corpus_of[s] == corpus_of[spk]]
             house = [spk] + [str(s) for s in rng.permutation(others)[:3]]
-            mine = rng.permutation(idx[np.isin(c.speaker[idx], house)])  # the household's voices interleaved
+            heard = rng.permutation(idx[np.isin(c.speaker[idx], house)])  # the household's voices interleaved
             for kind, cs in copies.items():
-                st = SpeechStats(*prior, prior_s=recipe.prior_s)
-                for i in mine:
-                    for cc in cs:
-                        st.add(c.sp.get(i, cc)[c.sp.speech_mask(i, cc)])
-                out[(spk, kind, "house")] = (st.mean.astype(np.float32), st.std.astype(np.float32))
+                out[(spk, kind, "house")] = _device_after(c, heard, cs, prior, recipe)
     return out
+
+
+def _device_after(c: Corpus, heard: np.ndarray, copies: list, prior, recipe: CropRecipe) -> tuple:
+    """(mean, std) of a fresh device's statistics after the speech of `heard` (in that order) in `copies`."""
+    st = SpeechStats(*prior, prior_s=recipe.prior_s)
+    for i in heard:
+        for cc in copies:
+            st.add(c.sp.get(i, cc)[c.sp.speech_mask(i, cc)])
+    return st.mean.astype(np.float32), st.std.astype(np.float32)
 
 
 def cut(frames: np.ndarray, centre: int, length: int, rng) -> np.ndarray:
