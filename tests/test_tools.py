@@ -43,3 +43,28 @@ def test_compare_runs_agreement_with_teachers_counts_matching_top_labels(tmp_pat
     assert compare_runs.main([str(tmp_path / "student"), "--teachers", str(tmp_path / "teacher"),
                               "--data", str(data_dir)]) == 0
     assert f"| {tmp_path / 'student'} | 0.500 | 0.500 |" in capsys.readouterr().out
+
+
+def test_compare_analyses_lets_an_exact_int8_tie_flip_but_not_a_real_disagreement(tmp_path):
+    import json
+    import subprocess
+
+    def analysis(path, rows):
+        path.write_text("".join(json.dumps({"offset_s": i * 0.5, "speech": True, "label": max(s, key=s.get),
+                                            "scores": s}) + "\n" for i, s in enumerate(rows)))
+        return str(path)
+
+    tie_a = {"sad": 0.4453, "fearful": 0.4453, "happy": 0.1094}  # max() picks the first of a tie: sad
+    tie_b = {"sad": 0.4375, "fearful": 0.4531, "happy": 0.1094}  # two steps of rounding later: fearful
+    clear = {"sad": 0.70, "fearful": 0.20, "happy": 0.10}
+    a = analysis(tmp_path / "a.jsonl", [clear, tie_a])
+    b = analysis(tmp_path / "b.jsonl", [clear, tie_b])
+    script = [sys.executable, str(Path(__file__).resolve().parent.parent / "tools" / "compare_analyses.py")]
+    ok = subprocess.run([*script, a, b, "--steps", "5"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "1 near tie" in ok.stdout
+    # the same flip is a mismatch when the tolerance is tighter than the rounding that made it
+    strict = subprocess.run([*script, a, b, "--steps", "1"], capture_output=True, text=True)
+    assert strict.returncode == 1 and "sad vs fearful" in strict.stdout
+    flipped = analysis(tmp_path / "c.jsonl", [{"sad": 0.20, "fearful": 0.70, "happy": 0.10}, tie_b])
+    real = subprocess.run([*script, a, flipped, "--steps", "20"], capture_output=True, text=True)
+    assert real.returncode == 1 and "window at 0.0 s: sad vs fearful" in real.stdout

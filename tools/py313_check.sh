@@ -16,7 +16,7 @@ if [ ! -d "$R/whl" ] || [ -z "$(ls "$R/whl")" ]; then
 fi
 rm -f "$R"/whl/ser_edge-*.whl; cp dist/ser_edge-*.whl "$R/whl/"
 rm -rf "$R/src"; mkdir -p "$R/src"
-cp -r edge tests firmware_config pyproject.toml README.md "$R/src/"
+cp -r edge tests firmware_config docs pyproject.toml README.md "$R/src/"  # docs: the config reference test reads docs/config.md
 mkdir -p "$R/src/data"; cp -r ../shared/data/fixtures "$R/src/data/"
 .venv/bin/python -m edge.cli analyze edge/samples/demo.wav > "$R/src/x86.jsonl"
 chroot "$R" sh -c 'rm -rf /v && python3 -m venv /v && /v/bin/pip install -q --no-index --find-links /whl ser-edge pytest hypothesis \
