@@ -133,10 +133,10 @@ def cmd_rescore(args) -> int:
     recipe = _recipe(args)
     out = rescore(Path(args.run_dir), recipe, args.data)
     for key in ("int8_adapted", "int8_prior_only", "int8_lowpass_adapted", "int8_noise60_adapted",
-                "int8_household_adapted"):
+                "int8_household_adapted", "int8_adapted_voice_groups", "int8_household_voice_groups"):
         s = out[key]
         g = s["clip"]["by_gender"]
-        print(f"{key:22} centred {s['centred']['all']['uar']:.3f} clip {s['clip']['all']['uar']:.3f} "
+        print(f"{key:27} centred {s['centred']['all']['uar']:.3f} clip {s['clip']['all']['uar']:.3f} "
               f"any-alignment {s['any_alignment']['all']['uar']:.3f} men/women clip "
               f"{g['male']['uar']:.3f}/{g['female']['uar']:.3f}")
     return 0
@@ -148,6 +148,33 @@ def cmd_affect(args) -> int:
 
     out = affect_report(Path(args.run_dir), args.data)
     print(json.dumps({k: v for k, v in out.items() if k != "mean_by_class"}, indent=1))
+    return 0
+
+
+def cmd_voice_groups(args) -> int:
+    """Fit the device's voice-group classifier on every voice of the corpora; check it by voice folds first."""
+    import numpy as np
+
+    from edge.model import Classifier
+
+    from . import voicegroups
+    from .crops import ALL_CORPORA, CropRecipe, load
+
+    features = Classifier(args.model).meta.features  # the front end whose raw frames the device will see
+    recipe = CropRecipe(bands=features.nfilt)
+    c = load(recipe, args.data, progress=False)
+    if features.to_dict() != recipe.feature_config().to_dict():
+        sys.exit(f"ser-convert: {args.model}'s front end is not the crop recipes' ({features.nfilt} bands)")
+    pitch = voicegroups.utterance_pitch(c)
+    idx = np.flatnonzero(np.isin(c.corpus, ALL_CORPORA))
+    check = voicegroups.accuracy_by_speaker_folds(c, idx, pitch, features.to_dict())
+    print("held-out voices in their gender's group:", json.dumps(check))
+    info = {"fitted_on": sorted(set(c.corpus[idx].tolist())), "voices": len(set(c.speaker[idx].tolist())),
+            "copies": "clean, 4 kHz low-pass and the device augmentations", "held_out_voices_check": check,
+            "command": "ser-convert voice-groups --model " + str(args.model) + " --out " + str(args.out)}
+    vg = voicegroups.fit_groups(c, idx, pitch, features.to_dict(), info=info)
+    Path(args.out).write_text(json.dumps(vg.to_dict(), indent=1) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -302,6 +329,11 @@ def parser() -> argparse.ArgumentParser:
                                         "household")
     common(rs)
     rs.set_defaults(fn=cmd_rescore)
+    vg = sub.add_parser("voice-groups", help="fit the device's voice-group classifier (edge/voicegroups.py)")
+    vg.add_argument("--model", default="edge/models/default.tflite", help="the model whose front end it serves")
+    vg.add_argument("--out", default="edge/models/voice-groups.json")
+    vg.add_argument("--data", help="corpora directory (default $SER_DATA or ../shared/data)")
+    vg.set_defaults(fn=cmd_voice_groups)
     af = sub.add_parser("affect", help="arousal/valence of a finished crop CV's held-out predictions")
     af.add_argument("--run-dir", required=True)
     af.add_argument("--data", help="corpora directory (default $SER_DATA or ../shared/data)")

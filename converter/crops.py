@@ -511,7 +511,8 @@ def recompute_batchnorm(model, sampler: Sampler, batches: int = 100) -> None:
 
 
 def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropRecipe, prior, copy: int = 0,
-                 seed: int = 0, adapt: bool = True, noise_dbfs: float | None = None, household: bool = False):
+                 seed: int = 0, adapt: bool = True, noise_dbfs: float | None = None, household: bool = False,
+                 groups: dict[int, int] | None = None):
     """Normalised windows of the test utterances at every alignment: (n, len(OFFSETS_S), frames, bands).
 
     "device" normalisation streams each held-out speaker's utterances in a random order through a fresh
@@ -519,7 +520,8 @@ def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropR
     *before* it, then its speech is added: no utterance sees its own statistics. `noise_dbfs`: white noise
     at that level added to every utterance (a room's floor, as in the CV stream). `household`: one device
     for all the held-out speakers, their utterances interleaved in a random order (a home's voices share
-    one set of statistics)."""
+    one set of statistics). `groups` (utterance -> voice group, edge/voicegroups.py): each device keeps a
+    set of statistics per group, and an utterance without one takes the group of the one before it."""
     rng = np.random.default_rng(seed)
     rate = int(round(1 / meta.features.winstep))
     out = np.zeros((len(test), len(OFFSETS_S), meta.frames, recipe.bands), np.float32)
@@ -527,8 +529,12 @@ def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropR
     pos = {int(i): k for k, i in enumerate(test)}
     devices = [test] if household else [test[c.speaker[test] == s] for s in sorted(set(c.speaker[test].tolist()))]
     for heard in devices:
-        st = SpeechStats(*prior, prior_s=recipe.prior_s) if recipe.normalisation == "device" else None
+        by_group: dict[int, SpeechStats] = {}
+        group = 0
         for i in rng.permutation(heard):
+            group = groups.get(int(i), group) if groups is not None else 0
+            st = (by_group.setdefault(group, SpeechStats(*prior, prior_s=recipe.prior_s))
+                  if recipe.normalisation == "device" else None)
             feat = c.sp.get(i, copy).astype(np.float32)
             mask = c.sp.speech_mask(i, copy)
             if noise_dbfs is not None:
@@ -828,15 +834,19 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
     """Score a finished CV's int8 fold models again, in every way a device meets speech: adapted to the
     held-out speaker (a stream), the prior only (one clip on a fresh device, like `analyze --clip`), and
     adapted through a 4 kHz low-pass channel, adapted in a room with a -60 dBFS noise floor, and a household:
-    one device adapted to all the fold's held-out speakers at once. Writes rescore.json beside cv.json."""
+    one device adapted to all the fold's held-out speakers at once; the last two again with a set of
+    statistics per voice group (edge/voicegroups.py). Writes rescore.json beside cv.json."""
+    from . import voicegroups  # it imports this module's Corpus
+
     c = load(recipe, data_dir, progress=False)
     cv = json.loads((run_dir / "cv.json").read_text())
     ys, idxs, ps = (
         [],
         [],
         {"int8_adapted": [], "int8_prior_only": [], "int8_lowpass_adapted": [], "int8_noise60_adapted": [],
-         "int8_household_adapted": []},
+         "int8_household_adapted": [], "int8_adapted_voice_groups": [], "int8_household_voice_groups": []},
     )
+    pitch = voicegroups.utterance_pitch(c)
     for k, held_out in enumerate(cv["folds"]):
         if k not in cv.get("folds_done", range(len(cv["folds"]))):
             continue
@@ -847,15 +857,21 @@ def rescore(run_dir: Path, recipe: CropRecipe, data_dir=None) -> dict:
         prior = (
             (np.asarray(meta.mean), np.asarray(meta.scale)) if meta.normalisation == "device" else prior_stats(c, train)
         )
-        for key, copy, adapt, noise, household in (
-            ("int8_adapted", 0, True, None, False),
-            ("int8_prior_only", 0, False, None, False),
-            ("int8_lowpass_adapted", 1, True, None, False),
-            ("int8_noise60_adapted", 0, True, NOISY_ROOM_DBFS, False),
-            ("int8_household_adapted", 0, True, None, True),
+        # the voice-group classifier as `ser-convert voice-groups` fits it, on every voice but the fold's
+        everyone_else = np.flatnonzero(~np.isin(c.speaker, held_out))
+        vg = voicegroups.fit_groups(c, everyone_else, pitch, meta.features.to_dict())
+        groups = voicegroups.assign(c, test, pitch, vg)
+        for key, copy, adapt, noise, household, by_group in (
+            ("int8_adapted", 0, True, None, False, None),
+            ("int8_prior_only", 0, False, None, False, None),
+            ("int8_lowpass_adapted", 1, True, None, False, None),
+            ("int8_noise60_adapted", 0, True, NOISY_ROOM_DBFS, False, None),
+            ("int8_household_adapted", 0, True, None, True, None),
+            ("int8_adapted_voice_groups", 0, True, None, False, groups),
+            ("int8_household_voice_groups", 0, True, None, True, groups),
         ):
             x, _ = eval_windows(c, test, meta, recipe, prior, copy=copy, seed=recipe.seed, adapt=adapt,
-                                noise_dbfs=noise, household=household)
+                                noise_dbfs=noise, household=household, groups=by_group)
             ps[key].append(predict_tflite(clf_path, x))
         ys.append(c.y[test])
         idxs.append(test)

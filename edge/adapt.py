@@ -123,3 +123,59 @@ class SpeechStats:
             return self.load_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return False
+
+
+class VoiceGroupStats:
+    """A SpeechStats per voice group (edge/voicegroups.py), for a device that several voices share: `use`
+    picks the group whose statistics normalise the next window and learn from its speech. Reads like one
+    SpeechStats to the classifier (mean, std) and to the service (save, load, speech_s)."""
+
+    def __init__(self, prior_mean, prior_std, prior_s: float = 30.0, memory_s: float = 1800.0, groups: int = 2):
+        self.groups = [SpeechStats(prior_mean, prior_std, prior_s, memory_s) for _ in range(groups)]
+        self.active = 0
+
+    def use(self, group: int | None) -> None:
+        """The group of the next window; None (too little speech to tell) keeps the last one."""
+        if group is not None:
+            self.active = group
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.groups[self.active].mean
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.groups[self.active].std
+
+    @property
+    def speech_s(self) -> float:
+        return sum(g.speech_s for g in self.groups)
+
+    @property
+    def speech_s_by_group(self) -> list[float]:
+        return [g.speech_s for g in self.groups]
+
+    def add(self, frames: np.ndarray) -> None:
+        self.groups[self.active].add(frames)
+
+    def to_dict(self) -> dict:
+        return {"format": 2, "groups": [g.to_dict() for g in self.groups], "active": self.active,
+                "speech_s": self.speech_s}  # the total, for a reader of the file
+
+    def load_dict(self, d: dict) -> bool:
+        """Saved groups, or a single set saved before groups (format 1): every group starts from it."""
+        if d.get("format") == 1:
+            saved = [d] * len(self.groups)
+        elif d.get("format") == 2 and len(d.get("groups", [])) == len(self.groups):
+            saved = d["groups"]
+        else:
+            return False
+        fresh = [SpeechStats(g.prior_mean, np.sqrt(g.prior_var), g.prior_s, g.memory_s) for g in self.groups]
+        if not all(g.load_dict(s) for g, s in zip(fresh, saved)):
+            return False  # all or nothing: another model's or front end's statistics
+        self.groups = fresh
+        self.active = int(d.get("active", 0)) % len(self.groups)
+        return True
+
+    save = SpeechStats.save
+    load = SpeechStats.load

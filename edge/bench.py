@@ -12,7 +12,7 @@ import numpy as np
 
 from . import __version__
 from .audio import DEMO_RECORDING, read_wav
-from .config import GateSettings
+from .config import AdaptationSettings, GateSettings
 from .model import DEFAULT_MODEL, Classifier, interpreter_version, load_interpreter_class
 from .mqtt import event_payload, state_payload
 from .pipeline import Pipeline
@@ -75,12 +75,14 @@ def bench_model(path: str, threads: int, seconds: float) -> dict:
             "rss_delta_mb": round(rss_mb() - rss0, 1)}
 
 
-def bench_pipeline(path: str, threads: int, seconds: float, voice_check: bool = True) -> dict:
+def bench_pipeline(path: str, threads: int, seconds: float, voice_check: bool = True,
+                   voice_groups: bool = True) -> dict:
     """The whole chain on real speech, as fast as possible: front end, gate, inference, smoothing,
     events, and JSON encoding for a null publisher."""
     t_start = time.perf_counter()
     clf = Classifier(path, num_threads=threads)
-    pipe = Pipeline(clf, gate=GateSettings(voice_check=voice_check), wall_start=0.0)
+    pipe = Pipeline(clf, gate=GateSettings(voice_check=voice_check), wall_start=0.0,
+                    adaptation=AdaptationSettings(voice_groups=voice_groups))
     speech = read_wav(DEMO_RECORDING)
     reps = int(np.ceil(seconds * 16000 / len(speech)))
     audio = np.tile(speech, reps)[: int(seconds * 16000)]
@@ -105,6 +107,7 @@ def bench_pipeline(path: str, threads: int, seconds: float, voice_check: bool = 
             "frontend_ms_per_audio_s": round(pipe.feature_ms_total / audio_s, 3),
             "inference_ms_per_audio_s": round(pipe.inference_ms_total / audio_s, 3),
             "voice_check_ms_per_audio_s": round(pipe.voice_ms_total / audio_s, 3), "voice_check": voice_check,
+            "voice_groups": pipe.voice_groups is not None,
             "post_ms_per_audio_s": round(sum(post_ms) / audio_s, 4),
             "rtf": round(wall / audio_s, 5), "cpu_pct_one_core": round(100 * cpu / audio_s, 3),
             "cpu_s_per_hour": round(cpu / audio_s * 3600, 2), "peak_rss_mb": peak_rss_mb(),
@@ -119,20 +122,23 @@ def main(args) -> int:
             doc["models"].append(bench_model(m, t, args.seconds))
     # the whole pipeline for every model, interleaved over `repeats` rounds (a shared machine's load
     # then falls on each alike); the median round of each model is reported
-    # and the first model once more without the voice check, to show what the check costs
+    # and the first model once more without voice groups, and without them and the voice check, to show
+    # what each costs
     repeats = 3
-    variants = [(m, True) for m in models] + [(models[0], False)]
+    variants = [(m, True, True) for m in models] + [(models[0], True, False), (models[0], False, False)]
     rounds = {v: [] for v in variants}
     for _ in range(repeats):
-        for m, check in variants:
-            rounds[(m, check)].append(bench_pipeline(m, args.threads[0], args.seconds, voice_check=check))
+        for m, check, groups in variants:
+            rounds[(m, check, groups)].append(bench_pipeline(m, args.threads[0], args.seconds, voice_check=check,
+                                                             voice_groups=groups))
     medians = {}
     for v in variants:
         ordered = sorted(rounds[v], key=lambda r: r["cpu_pct_one_core"])
         medians[v] = {"model": v[0], "rounds": repeats, **ordered[len(ordered) // 2]}
-    doc["pipelines"] = [medians[(m, True)] for m in models]
+    doc["pipelines"] = [medians[(m, True, True)] for m in models]
     doc["pipeline"] = doc["pipelines"][0]
-    doc["pipeline_without_voice_check"] = medians[(models[0], False)]
+    doc["pipeline_without_voice_groups"] = medians[(models[0], True, False)]
+    doc["pipeline_without_voice_check"] = medians[(models[0], False, False)]
     doc["health_after"] = pi_health()
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -165,7 +171,12 @@ def main(args) -> int:
         a, b = doc["pipelines"][0], doc["pipelines"][1]
         print(f"\npipeline CPU, {Path(a['model']).name} / {Path(b['model']).name}: "
               f"{a['cpu_pct_one_core'] / max(b['cpu_pct_one_core'], 1e-9):.2f}x")
-    on, off = doc["pipeline"], doc["pipeline_without_voice_check"]
+    on, off = doc["pipeline"], doc["pipeline_without_voice_groups"]
+    if on["voice_groups"]:
+        print(f"\nvoice groups ([adaptation] voice_groups): pipeline CPU with / without them: "
+              f"{on['cpu_pct_one_core'] / max(off['cpu_pct_one_core'], 1e-9):.2f}x "
+              f"({on['cpu_pct_one_core'] / 100:.4f} vs {off['cpu_pct_one_core'] / 100:.4f} CPU-s per second of audio)")
+    on, off = doc["pipeline_without_voice_groups"], doc["pipeline_without_voice_check"]
     print(f"\nvoice check ([gate] voice_check): {on['voice_check_ms_per_audio_s']:.2f} ms per second of speech; "
           f"pipeline CPU with / without it: {on['cpu_pct_one_core'] / max(off['cpu_pct_one_core'], 1e-9):.2f}x "
           f"({on['cpu_pct_one_core'] / 100:.4f} vs {off['cpu_pct_one_core'] / 100:.4f} CPU-s per second of audio)")

@@ -82,6 +82,7 @@ class Health:
     source_lost: bool
     dead_mic: bool
     adapted_speech_s: float
+    adapted_speech_s_by_group: dict | None  # voice group -> seconds; None with one set of statistics
     queued: int
     dropped_messages: int
     queue_errors: int
@@ -101,7 +102,10 @@ def stats_payload(h: Health) -> dict:
             "dropped_chunks": h.dropped_chunks, "overflows": h.overflows,
             "source_outages": h.source_outages, "source_restarts": h.source_restarts,
             "source_gap_s": round(h.source_gap_s, 1), "source_lost": h.source_lost, "dead_mic": h.dead_mic,
-            "adapted_speech_s": round(h.adapted_speech_s, 1), "queued": h.queued,
+            "adapted_speech_s": round(h.adapted_speech_s, 1),
+            **({"adapted_speech_s_by_group": {k: round(v, 1) for k, v in h.adapted_speech_s_by_group.items()}}
+               if h.adapted_speech_s_by_group is not None else {}),
+            "queued": h.queued,
             "dropped_messages": h.dropped_messages, "queue_errors": h.queue_errors,
             "version": __version__, "runtime": h.runtime, "model_sha256": h.model_sha256[:16], **h.board}
 

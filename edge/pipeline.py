@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .adapt import RoomFloor, SpeechStats, speech_frames
+from .adapt import RoomFloor, SpeechStats, VoiceGroupStats, speech_frames
 from .affect import arousal_valence
 from .config import AdaptationSettings, GateSettings, SmoothingSettings
 from .features import MfccStream
 from .model import Classifier
+from .voicegroups import DEFAULT_GROUPS, for_model, group_features, pitch_percentiles, voice_shape
 from .voicing import VoiceFrames, default_check, mel_stats, window_features
 
 AV_STEP = 0.1  # a state message when arousal or valence moved this much since the last one
@@ -214,11 +215,17 @@ class Pipeline:
         meta = classifier.meta
         # a model trained on "device" normalisation learns this device's speech statistics as it listens;
         # with adaptation disabled it keeps the training prior
-        self.speech_stats: SpeechStats | None = None
+        self.speech_stats: SpeechStats | VoiceGroupStats | None = None
         self.adapting = False
+        # several voices through one device: a set of statistics per voice group (edge/voicegroups.py)
+        self.voice_groups, self.voice_groups_off = None, "[adaptation] voice_groups = false"
         if meta.normalisation == "device":
-            self.speech_stats = SpeechStats(meta.mean, meta.scale, adaptation.prior_s, adaptation.memory_s)
             self.adapting = adaptation.enabled
+            if self.adapting and adaptation.voice_groups:
+                path = adaptation.voice_groups_file or DEFAULT_GROUPS
+                self.voice_groups, self.voice_groups_off = for_model(meta, path)
+            stats = VoiceGroupStats if self.voice_groups else SpeechStats
+            self.speech_stats = stats(meta.mean, meta.scale, adaptation.prior_s, adaptation.memory_s)
         self.room_floor = RoomFloor()
         self.cfg = meta.features
         self.stream = MfccStream(self.cfg)
@@ -335,10 +342,11 @@ class Pipeline:
         audio = self._window_audio(end_sample)
         block_db, window_db = self._levels(audio)
         gated = "dead_mic" if self.dead_mic else None if self.gate.is_speech(block_db, window_db) else "quiet"
-        voice = features = None
+        voice = features = rows = None
         if gated is None and (self.voice_check or self.measure_voice):
             t0 = time.perf_counter()
-            features = window_features(self.voice_frames.rows(audio, end_sample))
+            rows = self.voice_frames.rows(audio, end_sample)
+            features = window_features(rows)
             if self.voice_check:
                 mel = mel_stats(np.stack(self.frames)) if self.voice_check.mel_bands else None
                 voice = self.voice_check.probability(features, mel)
@@ -353,11 +361,16 @@ class Pipeline:
             self.floor_now = self.room_floor.update(window)
         if speech:
             t0 = time.perf_counter()
+            mask = speech_frames(window, floor=self.floor_now) if self.adapting else None
+            if self.voice_groups:  # whose statistics: the window's voice group (None: too little speech, keep)
+                rows = self.voice_frames.rows(audio, end_sample) if rows is None else rows
+                self.speech_stats.use(self.voice_groups.group(group_features(voice_shape(window, mask),
+                                                                             pitch_percentiles(rows))))
             scores = self.clf.predict(window, self.speech_stats)
             inf_ms = (time.perf_counter() - t0) * 1000
             if self.adapting:  # learn from the newest hop's speech frames, after scoring them
                 new = window[-self.hop_frames :]
-                self.speech_stats.add(new[speech_frames(window, floor=self.floor_now)[-self.hop_frames :]])
+                self.speech_stats.add(new[mask[-self.hop_frames :]])
             self.inference_ms.append(inf_ms)
             self.inference_ms_total += inf_ms
             self.windows_run += 1

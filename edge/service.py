@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .adapt import VoiceGroupStats
 from .audio import AudioError, WavWriter
 from .config import Config, ConfigError, defaults, load
 from .model import DEFAULT_MODEL, Classifier, ModelError, interpreter_version
 from .pipeline import Output, Pipeline
 from .sources import END, SourceError, open_source
+from .voicegroups import GROUPS
 
 log = logging.getLogger("ser_edge")
 BAD_INPUT = (AudioError, ConfigError, ModelError, SourceError)
@@ -152,6 +154,8 @@ class Service:
         self.device_id = device_id(cfg)
         self.source = self.given_source or self._open_source(cfg)
         self.pipeline = make_pipeline(self.clf, cfg)
+        if cfg.adaptation.voice_groups_file and self.pipeline.adapting and self.pipeline.voice_groups is None:
+            raise ConfigError(f"[adaptation] voice_groups_file: {self.pipeline.voice_groups_off}")
         self._load_speech_stats()
         self.publisher = self.given_publisher
         if cfg.mqtt.enabled and not self.publisher:
@@ -208,7 +212,9 @@ class Service:
         return state_dir(self.cfg) / "speech-stats.json"
 
     def _load_speech_stats(self) -> None:
-        st = self.pipeline.speech_stats
+        st, p = self.pipeline.speech_stats, self.pipeline
+        if p.adapting and self.cfg.adaptation.voice_groups and p.voice_groups is None:
+            log.warning("voice groups off, one set of speech statistics: %s", p.voice_groups_off)
         if st is not None and self.pipeline.adapting and st.load(self._speech_stats_path()):
             log.info("speech statistics restored: %.0f s of this device's speech", st.speech_s)
         self.next_stats_save = time.monotonic() + self.cfg.adaptation.save_interval_s
@@ -322,6 +328,8 @@ class Service:
                       source_restarts=src.restarts, source_gap_s=src.gap_now(), source_lost=src.lost_since is not None,
                       dead_mic=p.dead_mic,
                       adapted_speech_s=p.speech_stats.speech_s if p.speech_stats is not None else 0.0,
+                      adapted_speech_s_by_group=(dict(zip(GROUPS, p.speech_stats.speech_s_by_group))
+                                                 if isinstance(p.speech_stats, VoiceGroupStats) else None),
                       queued=self.publisher.pending if self.publisher else 0,
                       dropped_messages=self.outbox.dropped if self.outbox is not None else 0,
                       queue_errors=self.outbox.write_errors if self.outbox is not None else 0,
