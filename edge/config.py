@@ -90,7 +90,7 @@ class AdaptationSettings:
                              min=1, max=100_000)
     save_interval_s: float = setting(300.0, "how often the statistics are saved to the state directory",
                                      min=10, max=86400)
-    voice_groups: bool = setting(True, "keep a set of statistics per voice group (lower / higher voices), for "
+    voice_groups: bool = setting(False, "keep a set of statistics per voice group (lower / higher voices), for "
                                        "a device several people share")
     voice_groups_file: str = setting("", "the voice-group classifier (ser-convert voice-groups); empty = the one "
                                          "shipped beside the default model")
