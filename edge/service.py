@@ -154,8 +154,10 @@ class Service:
         self.device_id = device_id(cfg)
         self.source = self.given_source or self._open_source(cfg)
         self.pipeline = make_pipeline(self.clf, cfg)
-        if cfg.adaptation.voice_groups_file and self.pipeline.adapting and self.pipeline.voice_groups is None:
-            raise ConfigError(f"[adaptation] voice_groups_file: {self.pipeline.voice_groups_off}")
+        a = cfg.adaptation
+        if a.voice_groups and a.voice_groups_file and self.pipeline.adapting and self.pipeline.voice_groups is None:
+            raise ConfigError(f"{cfg.source or 'config'}: [adaptation] voice_groups_file: expected a voice-group file "
+                              f"for this model (ser-convert voice-groups): {self.pipeline.voice_groups_off}")
         self._load_speech_stats()
         self.publisher = self.given_publisher
         if cfg.mqtt.enabled and not self.publisher:

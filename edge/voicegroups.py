@@ -86,6 +86,9 @@ class VoiceGroups:
 
     @classmethod
     def from_dict(cls, d: dict) -> VoiceGroups:
+        missing = [k for k in ("bands", "features", "mean", "scale", "weights", "bias") if k not in d]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
         n = d["bands"] + len(PITCH_PERCENTILES)
         arrays = [np.asarray(d[k], np.float64) for k in ("mean", "scale", "weights")]
         if d.get("format") != 1 or any(a.shape != (n,) for a in arrays):

@@ -97,3 +97,22 @@ def test_the_shipped_groups_fit_the_shipped_models_front_end():
     assert vg.info["held_out_voices_check"]["right"] > 0.85
     with pytest.raises(ValueError, match="cannot read"):
         VoiceGroups.load(DEFAULT_GROUPS.with_name("no-such-file.json"))
+
+
+def test_a_voice_group_file_that_cannot_be_used_stops_the_service_naming_the_key(tmp_path):
+    from conftest import SAMPLE, ser_edge
+
+    bad = tmp_path / "groups.json"
+    bad.write_text('{"format": 1, "bands": 40}')
+    conf = tmp_path / "ser-edge.toml"
+    conf.write_text(f'[adaptation]\nvoice_groups = true\nvoice_groups_file = "{bad}"\n')
+    r = ser_edge("run", "--source", f"file:{SAMPLE}", "--speed", "0", "--no-mqtt", "--config", str(conf),
+                 "--state-dir", str(tmp_path / "state"))
+    assert r.returncode != 0
+    assert "[adaptation] voice_groups_file" in r.stderr and str(bad) in r.stderr and "Traceback" not in r.stderr
+    assert str(conf) in r.stderr and "missing features, mean" in r.stderr
+    # the same file with groups off is never read
+    conf.write_text(f'[adaptation]\nvoice_groups = false\nvoice_groups_file = "{bad}"\n')
+    r = ser_edge("run", "--source", f"file:{SAMPLE}", "--speed", "0", "--no-mqtt", "--config", str(conf),
+                 "--state-dir", str(tmp_path / "state"))
+    assert r.returncode == 0, r.stderr[-1000:]
