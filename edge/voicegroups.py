@@ -4,8 +4,9 @@ A home's device hears everyone in it through one microphone. With one set of run
 (edge/adapt.py) a household of men and women is normalised by their mix: a man's voice then looks
 unusually low and dark to the model, whatever his emotion (measured in the CV: one device for two men
 and two women costs 3.4 points of clip UAR, men 5). Keeping two sets, one per *voice group* (roughly:
-lower and higher voices), gives most of that back, provided an utterance is put in its group whatever
-its emotion.
+lower and higher voices), gave the model of that time most of that back, provided an utterance is put
+in its group whatever its emotion. A model trained with a frequency warp (the default since 2026-12-07)
+cares less and gains less, so `[adaptation] voice_groups` is off by default (docs/RESULTS.md §10).
 
 The group comes from a logistic regression on two things emotion moves little: the long-term spectral
 shape of the speech (band means minus their mean: vocal tract length) and the low percentiles of its
