@@ -533,8 +533,11 @@ def eval_windows(c: Corpus, test: np.ndarray, meta: ModelMetadata, recipe: CropR
         group = 0
         for i in rng.permutation(heard):
             group = groups.get(int(i), group) if groups is not None else 0
-            st = (by_group.setdefault(group, SpeechStats(*prior, prior_s=recipe.prior_s))
-                  if recipe.normalisation == "device" else None)
+            st = None
+            if recipe.normalisation == "device":
+                if group not in by_group:
+                    by_group[group] = SpeechStats(*prior, prior_s=recipe.prior_s)
+                st = by_group[group]
             feat = c.sp.get(i, copy).astype(np.float32)
             mask = c.sp.speech_mask(i, copy)
             if noise_dbfs is not None:

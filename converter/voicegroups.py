@@ -42,7 +42,7 @@ _TABLES: dict = {}
 
 def feature_table(c: Corpus, pitch: np.ndarray, copy: int = 0) -> np.ndarray:
     """Every utterance's feature row in one copy, NaN where it has none (computed once per corpus and copy)."""
-    key = (id(c), copy)
+    key = (id(c), copy)  # the corpus is stored with its table, so its id is not reused while cached
     if key not in _TABLES:
         n = c.sp.get(0, copy).shape[1] + pitch.shape[1]
         table = np.full((len(c.y), n), np.nan)
@@ -51,8 +51,8 @@ def feature_table(c: Corpus, pitch: np.ndarray, copy: int = 0) -> np.ndarray:
                                None if np.isnan(pitch[i]).any() else pitch[i])
             if x is not None:
                 table[i] = x
-        _TABLES[key] = table
-    return _TABLES[key]
+        _TABLES[key] = (c, table)
+    return _TABLES[key][1]
 
 
 def feature_rows(c: Corpus, idx: np.ndarray, pitch: np.ndarray, copy: int = 0) -> tuple[np.ndarray, np.ndarray]:

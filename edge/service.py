@@ -154,10 +154,12 @@ class Service:
         self.device_id = device_id(cfg)
         self.source = self.given_source or self._open_source(cfg)
         self.pipeline = make_pipeline(self.clf, cfg)
-        a = cfg.adaptation
-        if a.voice_groups and a.voice_groups_file and self.pipeline.adapting and self.pipeline.voice_groups is None:
-            raise ConfigError(f"{cfg.source or 'config'}: [adaptation] voice_groups_file: expected a voice-group file "
-                              f"for this model (ser-convert voice-groups): {self.pipeline.voice_groups_off}")
+        p = self.pipeline
+        if cfg.adaptation.voice_groups and p.adapting and p.voice_groups is None:
+            if cfg.adaptation.voice_groups_file:  # asked for by name: refuse; the shipped one missing: warn
+                raise ConfigError(f"{cfg.source or 'config'}: [adaptation] voice_groups_file: expected a voice-group "
+                                  f"file for this model (ser-convert voice-groups): {p.voice_groups_off}")
+            log.warning("voice groups off, one set of speech statistics: %s", p.voice_groups_off)
         self._load_speech_stats()
         self.publisher = self.given_publisher
         if cfg.mqtt.enabled and not self.publisher:
@@ -214,9 +216,7 @@ class Service:
         return state_dir(self.cfg) / "speech-stats.json"
 
     def _load_speech_stats(self) -> None:
-        st, p = self.pipeline.speech_stats, self.pipeline
-        if p.adapting and self.cfg.adaptation.voice_groups and p.voice_groups is None:
-            log.warning("voice groups off, one set of speech statistics: %s", p.voice_groups_off)
+        st = self.pipeline.speech_stats
         if st is not None and self.pipeline.adapting and st.load(self._speech_stats_path()):
             log.info("speech statistics restored: %.0f s of this device's speech", st.speech_s)
         self.next_stats_save = time.monotonic() + self.cfg.adaptation.save_interval_s
