@@ -68,3 +68,17 @@ def test_compare_analyses_lets_an_exact_int8_tie_flip_but_not_a_real_disagreemen
     flipped = analysis(tmp_path / "c.jsonl", [{"sad": 0.20, "fearful": 0.70, "happy": 0.10}, tie_b])
     real = subprocess.run([*script, a, flipped, "--steps", "20"], capture_output=True, text=True)
     assert real.returncode == 1 and "window at 0.0 s: sad vs fearful" in real.stdout
+
+
+def test_gender_gap_test_separates_a_real_gap_from_speaker_spread():
+    from tools.compare_runs import gender_gap_test
+
+    female = np.array([True] * 10 + [False] * 10)
+    clear = gender_gap_test(np.r_[np.full(10, 0.8), np.full(10, 0.6)] + np.linspace(0, 0.01, 20), female)
+    assert abs(clear["gap"] - 0.2) < 0.02
+    assert clear["p"] < 1e-4 and clear["ci95"][0] > 0.15  # only the true split is that far apart
+    spread = np.random.default_rng(1).uniform(0.35, 0.95, 20)  # speakers as far apart as RAVDESS's
+    noisy = gender_gap_test(spread, female)
+    assert noisy["ci95"][0] < noisy["gap"] < noisy["ci95"][1]
+    assert noisy["ci95"][1] - noisy["ci95"][0] > 0.15  # ten speakers a side cannot pin a gap to 5 points
+    assert 0 < noisy["p"] <= 1
