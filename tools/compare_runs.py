@@ -86,15 +86,15 @@ def by_actor(rows: list, speakers: np.ndarray, gender: np.ndarray) -> None:
         s = scores(y, pw, {"speaker": speakers[test]})["clip"]["by_speaker"]
         per_run.append({spk: v["uar"] for spk, v in s.items()})
     names = sorted(per_run[0])
+    gender_of = dict(zip(speakers, gender))
     print("\n| speaker | gender | " + " | ".join(Path(r[0]).name for r in rows) + " | mean |")
     print("|---|---|" + "---|" * (len(rows) + 1))
     means = []
     for spk in names:
         vals = [r[spk] for r in per_run]
         means.append(np.mean(vals))
-        g = gender[np.flatnonzero(speakers == spk)[0]]
-        print(f"| {spk} | {g} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {means[-1]:.3f} |")
-    female = np.array([gender[np.flatnonzero(speakers == spk)[0]] == "female" for spk in names])
+        print(f"| {spk} | {gender_of[spk]} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {means[-1]:.3f} |")
+    female = np.array([gender_of[spk] == "female" for spk in names])
     t = gender_gap_test(np.array(means), female)
     print(f"\nWomen minus men over {female.sum()} women and {(~female).sum()} men (mean of the runs): "
           f"{100 * t['gap']:.1f} points, permutation p = {t['p']:.3f}, bootstrap 95 % interval "
