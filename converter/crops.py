@@ -32,7 +32,7 @@ NOISY_ROOM_DBFS = -60.0  # the noisy evaluation copy: white noise at this level 
 _ADDED_LATER = {"train_seed": None, "teachers": (), "distill": 0.0, "swa_epochs": 0, "swa_lr": 5e-4,
                 "swa_every": 50, "train_labels": (), "members": 1, "distill_temperature": 1.0,
                 "transfer_corpora": (), "soft_targets": "", "soft_share": 0.0,
-                "embedding_weight": 0.0, "freq_warp": 0.0, "household_p": 0.0}
+                "embedding_weight": 0.0, "freq_warp": 0.0, "household_p": 0.0, "male_weight": 1.0}
 
 
 @dataclass
@@ -64,6 +64,10 @@ class CropRecipe:
     # a factor drawn from [1 - freq_warp, 1 + freq_warp] (0: none). Men's formants and pitch sit ~15-20 %
     # below women's, and men score 6-13 points lower in every run (docs/RESULTS.md section 10)
     freq_warp: float = 0.0
+    # within a class of a corpus, men's utterances are drawn male_weight times as often as women's (1:
+    # balanced). Twice the steps with the warp raised women 4 points and men none (docs/RESULTS.md
+    # section 10); this asks whether the draw, not the voices' number, holds men back
+    male_weight: float = 1.0
     # share of training windows normalised by a household's device statistics (the speaker's speech
     # pooled with up to three other training speakers' of the same corpus, interleaved) instead of the
     # speaker's own. A home's device hears several voices; one device's statistics shared by a fold's four
@@ -267,9 +271,10 @@ def speech_centre(mask: np.ndarray) -> int:
     return int((idx[0] + idx[-1]) // 2) if len(idx) else len(mask) // 2
 
 
-def sampling_weights(corpus: np.ndarray, y: np.ndarray, gender: np.ndarray, share: dict) -> np.ndarray:
+def sampling_weights(corpus: np.ndarray, y: np.ndarray, gender: np.ndarray, share: dict,
+                     male_weight: float = 1.0) -> np.ndarray:
     """Probability of drawing each utterance: every corpus gets its share of the draws, and within a
-    corpus its classes are balanced, and within a class its genders.
+    corpus its classes are balanced, and within a class its genders (men `male_weight` times women).
 
     Balancing classes across corpora instead would be a trap: a class only one corpus has (RAVDESS's
     calm) would then fill an eighth of the draws with that corpus alone, and the model learns
@@ -282,10 +287,10 @@ def sampling_weights(corpus: np.ndarray, y: np.ndarray, gender: np.ndarray, shar
         classes = np.unique(y[in_c])
         for cl in classes:
             in_cl = in_c & (y == cl)
-            genders = np.unique(gender[in_cl])
-            for g in genders:
+            weight = {g: male_weight if g == "male" else 1.0 for g in np.unique(gender[in_cl])}
+            for g, w in weight.items():
                 sel = in_cl & (gender == g)
-                p[sel] = share[k] / total / len(classes) / len(genders) / sel.sum()
+                p[sel] = share[k] / total / len(classes) * w / sum(weight.values()) / sel.sum()
     return p / p.sum()
 
 
@@ -308,7 +313,8 @@ class Sampler:
         # compiled once (one batch shape): called eagerly, two teachers' forward passes took longer
         # than the student's training step
         self.teachers = [architectures.tf.function(lambda x, t=t: t(x, training=False)) for t in teachers or []]
-        self.p = sampling_weights(c.corpus[idx], c.y[idx], c.gender[idx], dict(recipe.corpus_share))
+        self.p = sampling_weights(c.corpus[idx], c.y[idx], c.gender[idx], dict(recipe.corpus_share),
+                                  recipe.male_weight)
         self.transfer = np.isin(c.corpus, recipe.transfer_corpora)  # per utterance: the teachers' target only
         self.rng = np.random.default_rng(recipe.training_seed() + 7)
         self.frames = meta.frames

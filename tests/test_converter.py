@@ -515,3 +515,23 @@ def test_a_household_shares_one_device_and_the_prior_alone_does_not_care(data_di
     own0, _ = crops.eval_windows(c, test, meta, recipe, prior, adapt=False)
     house0, _ = crops.eval_windows(c, test, meta, recipe, prior, adapt=False, household=True)
     assert np.allclose(own0, house0)
+
+
+def test_male_weight_draws_men_that_many_times_as_often_within_each_class_and_corpus_share():
+    """sampling_weights at male_weight 1 balances genders in each class; at 2 men get two thirds of
+    each class's draws, and the corpus shares and class balance are untouched."""
+    from converter.crops import CropRecipe, sampling_weights
+
+    corpus = np.array(["ravdess"] * 6 + ["tess"] * 2)
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    gender = np.array(["male", "female", "female", "male", "male", "female", "female", "female"])
+    share = {"ravdess": 0.8, "tess": 0.2}
+    for w in (1.0, 2.0):
+        p = sampling_weights(corpus, y, gender, share, male_weight=w)
+        assert np.isclose(p.sum(), 1.0)
+        assert np.isclose(p[corpus == "tess"].sum(), 0.2)  # a corpus of women only keeps its share
+        for cl in (0, 1):
+            in_cl = (corpus == "ravdess") & (y == cl)
+            assert np.isclose(p[in_cl].sum(), 0.4)
+            assert np.isclose(p[in_cl & (gender == "male")].sum(), 0.4 * w / (w + 1))
+    assert CropRecipe().hash() == CropRecipe(male_weight=1.0).hash() != CropRecipe(male_weight=2.0).hash()
