@@ -65,8 +65,8 @@ class CropRecipe:
     # below women's, and men score 6-13 points lower in every run (docs/RESULTS.md section 10)
     freq_warp: float = 0.0
     # within a class of a corpus, men's utterances are drawn male_weight times as often as women's (1:
-    # balanced). Twice the steps with the warp raised women 4 points and men none (docs/RESULTS.md
-    # section 10); this asks whether the draw, not the voices' number, holds men back
+    # balanced). Asked whether the draw, not the number of male voices, holds men back: at 2 it did not
+    # lift men (a two-fold probe, docs/RESULTS.md section 10)
     male_weight: float = 1.0
     # share of training windows normalised by a household's device statistics (the speaker's speech
     # pooled with up to three other training speakers' of the same corpus, interleaved) instead of the
